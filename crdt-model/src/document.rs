@@ -1,0 +1,599 @@
+//! A signed document: header, Automerge body, and one signature per change.
+//!
+//! Every way a change can enter — a local edit or a batch from a peer — goes through the same
+//! checks, in this order, and nothing of a batch is applied unless all of it passes:
+//!
+//! 1. limits (batch size), network and document binding of each signature;
+//! 2. signatures (batch-verified when there are several);
+//! 3. authority: the author may write this document, at the change's own timestamp, not revoked;
+//!    timestamps may not lie in the future beyond the allowed clock skew;
+//! 4. causality: every dependency is in the document or the batch;
+//! 5. the result still matches the kind's schema, and every admitted task is backed by the
+//!    district's review and approval.
+//!
+//! Checks 1–4 are per change hash and do not depend on how a sync message packed the changes.
+//! Check 5 runs on a copy; the copy replaces the document only when it passes.
+
+use std::collections::{HashMap, HashSet};
+
+use automerge::{ActorId, AutoCommit, Change, ChangeHash, ReadDoc, transaction::CommitOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::attest::{self, AdmissionError, AdmissionRef};
+use crate::doc::{self, DocId, Header, HeaderError, SignedHeader};
+use crate::genesis::NetworkId;
+use crate::keys::{self, Domain, PublicKey, SecretKey, Signature};
+use crate::kinds::{self, EditError, Kind, SchemaError};
+use crate::trust::{Denied, Grant, Trust};
+
+/// Limits on what one ingest may bring.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Changes in one batch.
+    pub changes_per_batch_max: usize,
+    /// How far in the future (by this node's clock) a change's timestamp may lie.
+    pub clock_skew_ms_max: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            changes_per_batch_max: 100_000,
+            clock_skew_ms_max: 10 * 60 * 1000,
+        }
+    }
+}
+
+/// What a node knows when it judges a change: who may act, which approvals exist, and now.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    pub trust: &'a Trust,
+    pub attestations: &'a attest::Index,
+    pub limits: &'a Limits,
+    pub now_ms: i64,
+}
+
+/// An author's signature over (network id, document id, change hash).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ChangeSignature {
+    #[serde(with = "keys::hex32")]
+    pub hash: [u8; 32],
+    pub author: PublicKey,
+    pub signature: Signature,
+}
+
+#[derive(Serialize)]
+struct ChangeStatement {
+    network: NetworkId,
+    doc: DocId,
+    hash: [u8; 32],
+}
+
+impl ChangeSignature {
+    pub fn sign(network: NetworkId, doc: DocId, hash: ChangeHash, author: &SecretKey) -> Self {
+        let statement = ChangeStatement {
+            network,
+            doc,
+            hash: hash.0,
+        };
+        ChangeSignature {
+            hash: hash.0,
+            author: author.public(),
+            signature: author.sign(Domain::Change, &statement),
+        }
+    }
+
+    fn message(&self, network: NetworkId, doc: DocId) -> Vec<u8> {
+        keys::signing_bytes(
+            Domain::Change,
+            &ChangeStatement {
+                network,
+                doc,
+                hash: self.hash,
+            },
+        )
+    }
+}
+
+/// A batch of changes from a peer, with their signatures.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    /// The network the sender claims; checked before anything else.
+    pub network: Option<NetworkId>,
+    pub changes: Vec<Change>,
+    pub signatures: Vec<ChangeSignature>,
+}
+
+/// What an accepted batch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Hashes of the changes that were new to this document, in application order.
+    pub new: Vec<ChangeHash>,
+    /// Changes already held (replays and duplicates), ignored.
+    pub duplicates: usize,
+    pub heads: Vec<ChangeHash>,
+}
+
+/// Why a batch was refused. Nothing of a refused batch is applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("batch is for network {found}, this is network {expected}")]
+    WrongNetwork {
+        expected: NetworkId,
+        found: NetworkId,
+    },
+    #[error("{what}: {len} exceeds the limit of {max}")]
+    LimitExceeded {
+        what: &'static str,
+        len: usize,
+        max: usize,
+    },
+    #[error("malformed input: {0}")]
+    Malformed(String),
+    #[error("change {change} has no signature")]
+    Unsigned { change: ChangeHash },
+    #[error("change {change}: signature by {author} does not verify")]
+    BadSignature {
+        change: ChangeHash,
+        author: PublicKey,
+    },
+    #[error("change {change}: author {author} has no certificate in this network")]
+    UnknownKey {
+        change: ChangeHash,
+        author: PublicKey,
+    },
+    #[error("change {change}: author {author} has no certificate chain to the root keys")]
+    Untrusted {
+        change: ChangeHash,
+        author: PublicKey,
+    },
+    #[error("change {change}: author {author} ({roles}) may not write this document")]
+    NotPermitted {
+        change: ChangeHash,
+        author: PublicKey,
+        roles: String,
+    },
+    #[error("change {change}: author {author}'s certificate was not in force at {at_ms}")]
+    Expired {
+        change: ChangeHash,
+        author: PublicKey,
+        at_ms: i64,
+    },
+    #[error("change {change}: author {author} is revoked and the change is not kept")]
+    Revoked {
+        change: ChangeHash,
+        author: PublicKey,
+    },
+    #[error("change {change} is dated {at_ms}, beyond now ({now_ms}) plus the allowed clock skew")]
+    FutureTimestamp {
+        change: ChangeHash,
+        at_ms: i64,
+        now_ms: i64,
+    },
+    #[error("change {change} depends on {missing}, which is neither held nor in the batch")]
+    MissingDependency {
+        change: ChangeHash,
+        missing: ChangeHash,
+    },
+    #[error("the document would no longer match its schema: {0}")]
+    SchemaViolation(String),
+    #[error("admitted task {task} lacks the district's approvals: {reason}")]
+    Admission { task: String, reason: String },
+}
+
+impl Rejected {
+    /// A stable label for metrics and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejected::WrongNetwork { .. } => "wrong-network",
+            Rejected::LimitExceeded { .. } => "limit-exceeded",
+            Rejected::Malformed(_) => "malformed",
+            Rejected::Unsigned { .. } => "unsigned",
+            Rejected::BadSignature { .. } => "bad-signature",
+            Rejected::UnknownKey { .. } => "unknown-key",
+            Rejected::Untrusted { .. } => "untrusted",
+            Rejected::NotPermitted { .. } => "not-permitted",
+            Rejected::Expired { .. } => "expired",
+            Rejected::Revoked { .. } => "revoked",
+            Rejected::FutureTimestamp { .. } => "future-timestamp",
+            Rejected::MissingDependency { .. } => "missing-dependency",
+            Rejected::SchemaViolation(_) => "schema-violation",
+            Rejected::Admission { .. } => "admission",
+        }
+    }
+
+    fn denied(change: ChangeHash, d: Denied) -> Rejected {
+        match d {
+            Denied::UnknownKey(author) => Rejected::UnknownKey { change, author },
+            Denied::Untrusted(author) => Rejected::Untrusted { change, author },
+            Denied::NotPermitted { key, roles } => Rejected::NotPermitted {
+                change,
+                author: key,
+                roles,
+            },
+            Denied::Expired { key, at_ms } => Rejected::Expired {
+                change,
+                author: key,
+                at_ms,
+            },
+            Denied::Revoked(author) => Rejected::Revoked { change, author },
+        }
+    }
+}
+
+/// Why a local edit was refused. The document is unchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum EditRefused {
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    #[error("{0}")]
+    Denied(#[from] Denied),
+    #[error("the edit would break the document's schema: {0}")]
+    Schema(#[from] SchemaError),
+    #[error("admitted task {task}: {error}")]
+    Admission { task: String, error: AdmissionError },
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    #[error("the edit changed nothing")]
+    Empty,
+}
+
+/// Why a stored document could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("document bytes do not load: {0}")]
+    Automerge(String),
+    #[error("stored header does not match document id {0}")]
+    HeaderMismatch(DocId),
+}
+
+/// A document: signed header, Automerge body, signatures of every change.
+#[derive(Debug, Clone)]
+pub struct Document {
+    header: SignedHeader,
+    id: DocId,
+    doc: AutoCommit,
+    signatures: HashMap<ChangeHash, ChangeSignature>,
+}
+
+impl Document {
+    /// Create a document: sign the header and write the kind's skeleton as the first change, so
+    /// editors never race to create rival root objects. `actor` must be fresh for this store
+    /// incarnation (see [`Document::set_actor`]).
+    pub fn create(
+        ctx: &Context<'_>,
+        header: Header,
+        creator: &SecretKey,
+        actor: ActorId,
+        init: impl FnOnce(&mut AutoCommit) -> Result<(), EditError>,
+    ) -> Result<(Document, ChangeSignature), EditRefused> {
+        let created_at = header.created_at_ms;
+        let signed = header.sign(creator);
+        signed.check(ctx.trust)?;
+        let mut document = Document::empty(signed, actor);
+        let sig = document
+            .edit(ctx, creator, created_at, Some("create"), init)?
+            .1;
+        Ok((document, sig))
+    }
+
+    /// An empty document for a header received from a peer (check the header first).
+    pub fn empty(header: SignedHeader, actor: ActorId) -> Document {
+        let id = header.id();
+        Document {
+            header,
+            id,
+            doc: AutoCommit::new().with_actor(actor),
+            signatures: HashMap::new(),
+        }
+    }
+
+    /// Load from stored bytes and signatures. `actor` must be fresh for this incarnation.
+    pub fn load(
+        header: SignedHeader,
+        bytes: &[u8],
+        signatures: impl IntoIterator<Item = ChangeSignature>,
+        actor: ActorId,
+    ) -> Result<Document, LoadError> {
+        let doc = AutoCommit::load(bytes).map_err(|e| LoadError::Automerge(e.to_string()))?;
+        let id = header.id();
+        let signatures = signatures
+            .into_iter()
+            .map(|s| (ChangeHash(s.hash), s))
+            .collect();
+        Ok(Document {
+            header,
+            id,
+            doc: doc.with_actor(actor),
+            signatures,
+        })
+    }
+
+    /// Give this incarnation a fresh actor id. A reused actor makes Automerge sync stall
+    /// forever, so every load from disk and every restore must call this with new randomness.
+    pub fn set_actor(&mut self, actor: ActorId) {
+        self.doc.set_actor(actor);
+    }
+
+    pub fn id(&self) -> DocId {
+        self.id
+    }
+
+    pub fn header(&self) -> &SignedHeader {
+        &self.header
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.header.header.kind
+    }
+
+    pub fn heads(&mut self) -> Vec<ChangeHash> {
+        self.doc.get_heads()
+    }
+
+    pub fn signature(&self, hash: &ChangeHash) -> Option<&ChangeSignature> {
+        self.signatures.get(hash)
+    }
+
+    pub fn signatures(&self) -> impl Iterator<Item = &ChangeSignature> {
+        self.signatures.values()
+    }
+
+    pub fn n_changes(&self) -> usize {
+        self.signatures.len()
+    }
+
+    /// Read access for typed hydration (`kinds::*::hydrate(doc.read())`).
+    pub fn read(&self) -> &impl ReadDoc {
+        &self.doc
+    }
+
+    /// The Automerge document, for sync and export. Never for writing: writes go through
+    /// [`Document::edit`] and [`Document::ingest`].
+    pub(crate) fn automerge_mut(&mut self) -> &mut AutoCommit {
+        &mut self.doc
+    }
+
+    pub fn save(&mut self) -> Vec<u8> {
+        self.doc.save()
+    }
+
+    /// The changes after `heads`, for incremental persistence.
+    pub fn save_after(&mut self, heads: &[ChangeHash]) -> Vec<u8> {
+        self.doc.save_after(heads)
+    }
+
+    pub fn has_change(&mut self, hash: &ChangeHash) -> bool {
+        self.doc.get_change_meta_by_hash(hash).is_some()
+    }
+
+    /// Every change in causal order.
+    pub fn changes(&mut self) -> Vec<Change> {
+        self.doc.get_changes(&[])
+    }
+
+    /// A read-only view of the document as it was at `heads`.
+    pub fn at(&mut self, heads: &[ChangeHash]) -> Result<AutoCommit, LoadError> {
+        self.doc
+            .fork_at(heads)
+            .map_err(|e| LoadError::Automerge(e.to_string()))
+    }
+
+    /// Make a local edit as `author` at `at_ms`. The edit is checked exactly like a peer's
+    /// change; if anything fails the pending operations are rolled back.
+    pub fn edit<T>(
+        &mut self,
+        ctx: &Context<'_>,
+        author: &SecretKey,
+        at_ms: i64,
+        message: Option<&str>,
+        f: impl FnOnce(&mut AutoCommit) -> Result<T, EditError>,
+    ) -> Result<(T, ChangeSignature), EditRefused> {
+        let h = &self.header.header;
+        let (kind, unit) = (h.kind, h.unit.clone());
+        if let Err(d) = ctx
+            .trust
+            .authorize(&author.public(), at_ms, None, |u, role| {
+                doc::may_write(kind, &unit, &u.id, role)
+            })
+        {
+            return Err(d.into());
+        }
+        let out = match f(&mut self.doc) {
+            Ok(out) => out,
+            Err(e) => {
+                self.doc.rollback();
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = validate_state(kind, &self.doc, ctx) {
+            self.doc.rollback();
+            return Err(e);
+        }
+        let mut opts = CommitOptions::default().with_time(at_ms);
+        if let Some(m) = message {
+            opts = opts.with_message(m);
+        }
+        let hash = self.doc.commit_with(opts).ok_or(EditRefused::Empty)?;
+        let sig = ChangeSignature::sign(self.header.header.network, self.id, hash, author);
+        self.signatures.insert(hash, sig.clone());
+        Ok((out, sig))
+    }
+
+    /// Ingest a batch from a peer. `Ok` means every new change passed every check and was
+    /// applied; `Err` means none was.
+    pub fn ingest(&mut self, ctx: &Context<'_>, batch: Batch) -> Result<Applied, Rejected> {
+        let network = ctx.trust.network();
+        if let Some(found) = batch.network
+            && found != network
+        {
+            return Err(Rejected::WrongNetwork {
+                expected: network,
+                found,
+            });
+        }
+        if batch.changes.len() > ctx.limits.changes_per_batch_max {
+            return Err(Rejected::LimitExceeded {
+                what: "changes in one batch",
+                len: batch.changes.len(),
+                max: ctx.limits.changes_per_batch_max,
+            });
+        }
+        let sigs: HashMap<[u8; 32], &ChangeSignature> =
+            batch.signatures.iter().map(|s| (s.hash, s)).collect();
+
+        // Drop what we hold already (replays, duplicates within the batch).
+        let mut seen = HashSet::new();
+        let mut fresh: Vec<Change> = Vec::new();
+        let mut duplicates = 0;
+        for change in batch.changes {
+            let hash = change.hash();
+            if !seen.insert(hash) || self.signatures.contains_key(&hash) || self.has_change(&hash) {
+                duplicates += 1;
+                continue;
+            }
+            fresh.push(change);
+        }
+
+        // Signatures.
+        let mut found = Vec::with_capacity(fresh.len());
+        for change in &fresh {
+            let hash = change.hash();
+            let sig = sigs
+                .get(&hash.0)
+                .ok_or(Rejected::Unsigned { change: hash })?;
+            found.push(*sig);
+        }
+        let messages: Vec<Vec<u8>> = found.iter().map(|s| s.message(network, self.id)).collect();
+        let items: Vec<_> = found
+            .iter()
+            .zip(&messages)
+            .map(|(s, m)| (s.author, m.as_slice(), s.signature))
+            .collect();
+        if !items.is_empty()
+            && let Err((i, _)) = keys::verify_many(&items)
+        {
+            return Err(Rejected::BadSignature {
+                change: fresh[i].hash(),
+                author: found[i].author,
+            });
+        }
+
+        // Authority, time.
+        let (kind, unit) = (self.header.header.kind, self.header.header.unit.clone());
+        for (change, sig) in fresh.iter().zip(&found) {
+            let hash = change.hash();
+            let at_ms = change.timestamp();
+            if at_ms > ctx.now_ms.saturating_add(ctx.limits.clock_skew_ms_max) {
+                return Err(Rejected::FutureTimestamp {
+                    change: hash,
+                    at_ms,
+                    now_ms: ctx.now_ms,
+                });
+            }
+            ctx.trust
+                .authorize(&sig.author, at_ms, Some(&hash.0), |u, role| {
+                    doc::may_write(kind, &unit, &u.id, role)
+                })
+                .map_err(|d| Rejected::denied(hash, d))?;
+        }
+
+        // Causality: no change may wait on something we will never be sent in this batch.
+        let in_batch: HashSet<ChangeHash> = fresh.iter().map(|c| c.hash()).collect();
+        for change in &fresh {
+            for dep in change.deps() {
+                if !in_batch.contains(dep)
+                    && !self.signatures.contains_key(dep)
+                    && !self.has_change(dep)
+                {
+                    return Err(Rejected::MissingDependency {
+                        change: change.hash(),
+                        missing: *dep,
+                    });
+                }
+            }
+        }
+
+        if fresh.is_empty() {
+            return Ok(Applied {
+                new: Vec::new(),
+                duplicates,
+                heads: self.doc.get_heads(),
+            });
+        }
+
+        // Apply to a copy, check the result, then swap it in.
+        let mut scratch = self.doc.clone();
+        scratch
+            .apply_changes(fresh.iter().cloned())
+            .map_err(|e| Rejected::Malformed(e.to_string()))?;
+        validate_state(kind, &scratch, ctx).map_err(|e| match e {
+            EditRefused::Admission { task, error } => Rejected::Admission {
+                task,
+                reason: error.to_string(),
+            },
+            other => Rejected::SchemaViolation(other.to_string()),
+        })?;
+        self.doc = scratch;
+        let new: Vec<ChangeHash> = fresh.iter().map(|c| c.hash()).collect();
+        for sig in found {
+            self.signatures.insert(ChangeHash(sig.hash), sig.clone());
+        }
+        Ok(Applied {
+            new,
+            duplicates,
+            heads: self.doc.get_heads(),
+        })
+    }
+
+    /// The grant a change's author acted with, or why it has none (for audit).
+    pub fn judge(&self, trust: &Trust, hash: &ChangeHash, at_ms: i64) -> Result<Grant, Rejected> {
+        let sig = self
+            .signatures
+            .get(hash)
+            .ok_or(Rejected::Unsigned { change: *hash })?;
+        let msg = sig.message(trust.network(), self.id);
+        sig.author
+            .verify_raw(&msg, &sig.signature)
+            .map_err(|_| Rejected::BadSignature {
+                change: *hash,
+                author: sig.author,
+            })?;
+        let (kind, unit) = (self.header.header.kind, &self.header.header.unit);
+        trust
+            .authorize(&sig.author, at_ms, Some(&hash.0), |u, role| {
+                doc::may_write(kind, unit, &u.id, role)
+            })
+            .map_err(|d| Rejected::denied(*hash, d))
+    }
+}
+
+/// Schema and admission checks on a candidate state (pending operations included).
+fn validate_state(kind: Kind, doc: &AutoCommit, ctx: &Context<'_>) -> Result<(), EditRefused> {
+    kinds::validate(kind, doc)?;
+    if kind == Kind::TaskList {
+        check_admissions(doc, ctx)?;
+    }
+    Ok(())
+}
+
+fn check_admissions(doc: &AutoCommit, ctx: &Context<'_>) -> Result<(), EditRefused> {
+    let list = kinds::tasks::hydrate(doc)?;
+    for (id, task) in &list.tasks {
+        if let Some(adm) = &task.admission {
+            let r = AdmissionRef {
+                request_doc: &adm.request_doc,
+                request_id: &adm.request_id,
+                review: &adm.review,
+                approval: &adm.approval,
+            };
+            attest::check_admission(&r, ctx.attestations, ctx.trust).map_err(|error| {
+                EditRefused::Admission {
+                    task: id.clone(),
+                    error,
+                }
+            })?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! Seeded fixtures: a small network with fixed keys, for tests here and in other crates.
+//!
+//! 铁东区 (district `tiedong`) → 解放街道 (street `tiedong/jiefang`) → 胜利社区 and 前进社区
+//! (communities `tiedong/jiefang/shengli`, `tiedong/jiefang/qianjin`). Keys come from fixed seeds,
+//! so ids and hashes in snapshots are stable.
+
+use automerge::ActorId;
+
+use crate::attest;
+use crate::cert::{CertBody, Certificate, Role};
+use crate::doc::{self, Header, SCHEMA_VERSION};
+use crate::document::{ChangeSignature, Context, Document, EditRefused, Limits};
+use crate::genesis::Genesis;
+use crate::keys::SecretKey;
+use crate::kinds::{self, Kind};
+use crate::trust::Trust;
+use crate::unit::{Unit, UnitId, UnitKind};
+
+/// 2026-11-01T00:00:00Z: fixtures' notion of "now".
+pub const T0: i64 = 1_793_491_200_000;
+/// One day in milliseconds.
+pub const DAY: i64 = 86_400_000;
+/// How long fixture certificates last.
+pub const YEAR: i64 = 365 * DAY;
+
+/// Everyone in the fixture network.
+#[derive(Debug, Clone)]
+pub struct Net {
+    pub genesis: Genesis,
+    pub trust: Trust,
+    pub attestations: attest::Index,
+    pub limits: Limits,
+    pub root: SecretKey,
+    pub district: Unit,
+    pub street: Unit,
+    pub shengli: Unit,
+    pub qianjin: Unit,
+    /// District: admin (民政局), reviewer (civil affairs), approver (government), node.
+    pub d_admin: SecretKey,
+    pub d_reviewer: SecretKey,
+    pub d_approver: SecretKey,
+    pub d_node: SecretKey,
+    /// Street: admin, approver (files conventions), node.
+    pub s_admin: SecretKey,
+    pub s_approver: SecretKey,
+    pub s_node: SecretKey,
+    /// 胜利社区: admin, two workers, node.
+    pub c_admin: SecretKey,
+    pub c_wang: SecretKey,
+    pub c_li: SecretKey,
+    pub c_node: SecretKey,
+    /// 前进社区: a worker.
+    pub q_zhao: SecretKey,
+}
+
+pub fn key(n: u8) -> SecretKey {
+    SecretKey::from_seed([n; 32])
+}
+
+/// A deterministic actor id for fixtures (nodes draw fresh random ones).
+pub fn actor(n: u8) -> ActorId {
+    ActorId::from(vec![n; 16])
+}
+
+pub fn unit(id: &str, kind: UnitKind, name: &str) -> Unit {
+    Unit {
+        id: UnitId::new(id).expect("fixture unit id"),
+        kind,
+        name: name.to_owned(),
+    }
+}
+
+/// Issue a certificate for `subject` in `unit` with `role`, valid for a year from T0.
+pub fn cert(
+    trust: &Trust,
+    issuer: &SecretKey,
+    subject: &SecretKey,
+    unit: &Unit,
+    role: Role,
+    holder: &str,
+) -> Certificate {
+    Certificate::issue(
+        CertBody {
+            network: trust.network(),
+            subject: subject.public(),
+            unit: unit.clone(),
+            role,
+            holder: holder.to_owned(),
+            issuer: issuer.public(),
+            issued_at_ms: T0 - DAY,
+            expires_at_ms: T0 + YEAR,
+        },
+        issuer,
+    )
+}
+
+impl Net {
+    pub fn new() -> Net {
+        let root = key(1);
+        let district = unit("tiedong", UnitKind::District, "铁东区");
+        let street = unit("tiedong/jiefang", UnitKind::Street, "解放街道");
+        let shengli = unit("tiedong/jiefang/shengli", UnitKind::Community, "胜利社区");
+        let qianjin = unit("tiedong/jiefang/qianjin", UnitKind::Community, "前进社区");
+        let genesis = Genesis {
+            network_name: "铁东区邻里网".to_owned(),
+            top: district.clone(),
+            root_keys: vec![root.public()],
+            created_at_ms: T0 - 2 * DAY,
+        };
+        let mut trust = Trust::new(genesis.clone()).expect("fixture genesis");
+        let (d_admin, d_reviewer, d_approver, d_node) = (key(10), key(11), key(12), key(13));
+        let (s_admin, s_approver, s_node) = (key(20), key(21), key(22));
+        let (c_admin, c_wang, c_li, c_node) = (key(30), key(31), key(32), key(33));
+        let q_zhao = key(40);
+        let certs = vec![
+            cert(
+                &trust,
+                &root,
+                &d_admin,
+                &district,
+                Role::Admin,
+                "民政局管理员",
+            ),
+            cert(
+                &trust,
+                &d_admin,
+                &d_reviewer,
+                &district,
+                Role::Reviewer,
+                "民政局 刘审",
+            ),
+            cert(
+                &trust,
+                &d_admin,
+                &d_approver,
+                &district,
+                Role::Approver,
+                "区政府 陈批",
+            ),
+            cert(
+                &trust,
+                &d_admin,
+                &d_node,
+                &district,
+                Role::Node,
+                "铁东区节点",
+            ),
+            cert(
+                &trust,
+                &d_admin,
+                &s_admin,
+                &street,
+                Role::Admin,
+                "解放街道管理员",
+            ),
+            cert(
+                &trust,
+                &s_admin,
+                &s_approver,
+                &street,
+                Role::Approver,
+                "街道 孙备",
+            ),
+            cert(
+                &trust,
+                &s_admin,
+                &s_node,
+                &street,
+                Role::Node,
+                "解放街道节点",
+            ),
+            cert(
+                &trust,
+                &s_admin,
+                &c_admin,
+                &shengli,
+                Role::Admin,
+                "胜利社区书记",
+            ),
+            cert(&trust, &c_admin, &c_wang, &shengli, Role::Writer, "王芳"),
+            cert(&trust, &c_admin, &c_li, &shengli, Role::Writer, "李强"),
+            cert(
+                &trust,
+                &c_admin,
+                &c_node,
+                &shengli,
+                Role::Node,
+                "胜利社区节点",
+            ),
+            cert(&trust, &s_admin, &q_zhao, &qianjin, Role::Writer, "赵敏"),
+        ];
+        trust
+            .insert_certificates(certs)
+            .expect("fixture certificates");
+        Net {
+            genesis,
+            trust,
+            attestations: attest::Index::default(),
+            limits: Limits::default(),
+            root,
+            district,
+            street,
+            shengli,
+            qianjin,
+            d_admin,
+            d_reviewer,
+            d_approver,
+            d_node,
+            s_admin,
+            s_approver,
+            s_node,
+            c_admin,
+            c_wang,
+            c_li,
+            c_node,
+            q_zhao,
+        }
+    }
+
+    pub fn ctx(&self, now_ms: i64) -> Context<'_> {
+        Context {
+            trust: &self.trust,
+            attestations: &self.attestations,
+            limits: &self.limits,
+            now_ms,
+        }
+    }
+
+    pub fn header(
+        &self,
+        kind: Kind,
+        unit: &Unit,
+        creator: &SecretKey,
+        title: &str,
+        period: Option<&str>,
+    ) -> Header {
+        Header {
+            network: self.trust.network(),
+            kind,
+            unit: unit.id.clone(),
+            scope: doc::default_scope(kind),
+            title: title.to_owned(),
+            created_at_ms: T0,
+            schema_version: SCHEMA_VERSION,
+            creator: creator.public(),
+            period: period.map(str::to_owned),
+        }
+    }
+
+    /// 胜利社区's visit log for 2026-11, created by its node, with households assigned to 王芳
+    /// and 李强.
+    pub fn visit_log(&self) -> Result<(Document, Vec<ChangeSignature>), EditRefused> {
+        let h = self.header(
+            Kind::VisitLog,
+            &self.shengli,
+            &self.c_node,
+            "胜利社区 2026-11 走访记录",
+            Some("2026-11"),
+        );
+        let (mut d, s0) = Document::create(&self.ctx(T0), h, &self.c_node, actor(1), |tx| {
+            kinds::visits::init(tx, "2026-11")
+        })?;
+        let (_, s1) = d.edit(&self.ctx(T0), &self.c_node, T0 + 1, Some("assign"), |tx| {
+            for (i, worker) in [(1, "王芳"), (2, "王芳"), (3, "李强")] {
+                kinds::visits::assign(
+                    tx,
+                    &format!("h{i}"),
+                    &kinds::visits::Assignment {
+                        worker: worker.to_owned(),
+                        household_name: format!("住户{i}"),
+                        kind: kinds::visits::HouseholdKind::Household,
+                        grid: Some("一网格".to_owned()),
+                        address: format!("胜利路{i}号"),
+                    },
+                )?;
+            }
+            Ok(())
+        })?;
+        Ok((d, vec![s0, s1]))
+    }
+}
+
+impl Default for Net {
+    fn default() -> Self {
+        Net::new()
+    }
+}
+
+/// A visit entry by `worker` to `household` on `date`.
+pub fn visit(household: &str, worker: &str, date: &str, at_ms: i64) -> kinds::visits::Entry {
+    kinds::visits::Entry {
+        household_id: household.to_owned(),
+        worker: worker.to_owned(),
+        date: date.to_owned(),
+        mode: kinds::visits::Mode::Door,
+        needs: vec!["独居老人需要助餐".to_owned()],
+        follow_up: None,
+        at_ms,
+    }
+}
