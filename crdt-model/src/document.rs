@@ -363,6 +363,23 @@ impl Document {
         self.doc.save_after(heads)
     }
 
+    /// The stored bytes of one change, for persistence.
+    pub fn change_bytes(&mut self, hash: &ChangeHash) -> Option<Vec<u8>> {
+        self.doc
+            .get_change_by_hash(hash)
+            .map(|c| c.raw_bytes().to_vec())
+    }
+
+    /// The newest timestamp among this document's changes.
+    pub fn newest_change_ms(&mut self) -> i64 {
+        self.doc
+            .get_changes_meta(&[])
+            .iter()
+            .map(|m| m.timestamp)
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn has_change(&mut self, hash: &ChangeHash) -> bool {
         self.doc.get_change_meta_by_hash(hash).is_some()
     }
@@ -524,9 +541,21 @@ impl Document {
 
         // Apply to a copy, check the result, then swap it in.
         let mut scratch = self.doc.clone();
-        scratch
-            .apply_changes(fresh.iter().cloned())
-            .map_err(|e| Rejected::Malformed(e.to_string()))?;
+        // automerge 0.12 can panic applying well-framed changes that name unknown actors or
+        // missing objects (see wire.rs). The copy is thrown away on failure, so a panic here is
+        // one more way of refusing the batch, never a crash of the node.
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            scratch.apply_changes(fresh.iter().cloned())
+        }));
+        match applied {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Rejected::Malformed(e.to_string())),
+            Err(_) => {
+                return Err(Rejected::Malformed(
+                    "automerge could not apply the changes".to_owned(),
+                ));
+            }
+        }
         validate_state(kind, &scratch, ctx).map_err(|e| match e {
             EditRefused::Admission { task, error } => Rejected::Admission {
                 task,

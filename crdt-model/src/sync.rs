@@ -40,8 +40,10 @@ impl Document {
             .filter_map(|h| self.signature(h).cloned())
             .collect();
         let n_changes = msg.changes.len();
+        // Without flags, so no peer is ever invited to answer in V2.
+        let message = wire::encode_sync_message(msg).ok()?;
         Some(Outgoing {
-            message: msg.encode(),
+            message,
             signatures,
             n_changes,
         })

@@ -1,4 +1,4 @@
-//! Validation of hostile Automerge sync messages and change chunks, done before Automerge sees them.
+//! Validation of hostile Automerge sync messages and change chunks, before Automerge sees them.
 //!
 //! Automerge 0.12 parses wire data as if every peer were honest, and crafted bytes can panic or
 //! abort the whole node:
@@ -27,6 +27,12 @@
 //! them, and [`encode_sync_message`] leaves them off outgoing messages, so that neither side ever
 //! starts sending V2. Automerge then treats the peer as an "old" peer: it resets a sync by sending
 //! empty heads instead of the `SYNC_RESET` flag, and keeps sending changes to a read-only peer.
+//!
+//! What these checks cannot see is whether ops make sense against the document, and automerge
+//! 0.12 applies them with `unwrap` and `assert!` (`op_set2/change/batch.rs`): a change from an
+//! actor the document has never seen whose seq is not 1, a change naming an unknown other actor,
+//! or ops that refer to objects that do not exist all pass here and then panic in
+//! `apply_changes`. Whoever applies peer changes has to contain that (the tests pin both cases).
 
 use std::io::Read as _;
 
@@ -175,6 +181,10 @@ pub enum FrameError {
     /// An op column's run-length encoding is malformed.
     #[error("op column {spec:#x} is malformed")]
     BadColumn { spec: u32 },
+    /// An op names actor `index` but the change lists only `n_actors` actors; automerge's
+    /// `Change::decode` would panic on it.
+    #[error("op refers to actor {index} of a change with {n_actors} actors")]
+    ActorIndexOutOfRange { index: u64, n_actors: u64 },
     /// The checksum in the chunk header does not match the hash of the change.
     #[error("chunk checksum does not match its contents")]
     Checksum,
@@ -378,6 +388,8 @@ fn check_change_body(body: &[u8], limits: &Limits) -> Result<u64, FrameError> {
     for _ in 0..n_actors {
         read_actor(&mut r, limits)?;
     }
+    // The author and the other actors, which op columns refer to by index.
+    let n_actors = n_actors.saturating_add(1);
 
     // Column metadata: a count, then (specification, length) pairs; the data follows in order.
     let n_columns = r.uleb("column count")?;
@@ -402,7 +414,8 @@ fn check_change_body(body: &[u8], limits: &Limits) -> Result<u64, FrameError> {
             .ok_or(FrameError::Truncated { what: "op columns" })?;
         start = end;
         if let Some(encoding) = column_encoding(spec) {
-            longest = longest.max(column_values(spec, column, encoding, limits)?);
+            let values = column_values(spec, column, encoding, n_actors, limits)?;
+            longest = longest.max(values);
         }
     }
     Ok(longest)
@@ -494,6 +507,8 @@ fn check_count(what: &'static str, count: u64, max: usize) -> Result<(), FrameEr
 enum ColumnEncoding {
     /// Run-length encoded unsigned LEB128 values.
     RleUint,
+    /// Run-length encoded unsigned LEB128 indexes into the change's actors.
+    RleActor,
     /// Run-length encoded signed LEB128 deltas.
     RleInt,
     /// Run-length encoded length-prefixed strings.
@@ -510,10 +525,10 @@ fn column_encoding(spec: u32) -> Option<ColumnEncoding> {
         return None;
     }
     match (spec >> 4, spec & 0b111) {
-        // obj actor, obj counter, key actor, action, value metadata, pred group, pred actor
-        (0, 1) | (0, 2) | (1, 1) | (4, 2) | (5, 6) | (7, 0) | (7, 1) => {
-            Some(ColumnEncoding::RleUint)
-        }
+        // obj actor, key actor, pred actor
+        (0, 1) | (1, 1) | (7, 1) => Some(ColumnEncoding::RleActor),
+        // obj counter, action, value metadata, pred group
+        (0, 2) | (4, 2) | (5, 6) | (7, 0) => Some(ColumnEncoding::RleUint),
         // key counter, pred counter
         (1, 3) | (7, 3) => Some(ColumnEncoding::RleInt),
         // key string, mark name
@@ -527,40 +542,53 @@ fn column_encoding(spec: u32) -> Option<ColumnEncoding> {
 /// Count the values of one op column from its run lengths, without expanding the runs. Automerge
 /// decodes ops until the action column ends and reads every other column one value per op (the
 /// predecessor columns one value per reference), so the longest column bounds its work.
+///
+/// Values of actor columns are indexes into the change's actors (its author, then the other
+/// actors); `Change::decode` looks them up with `unwrap`, so they are checked against `n_actors`.
 fn column_values(
     spec: u32,
     column: &[u8],
     encoding: ColumnEncoding,
+    n_actors: u64,
     limits: &Limits,
 ) -> Result<u64, FrameError> {
     let max = to_u64(limits.ops_per_change_max);
     let bad = FrameError::BadColumn { spec };
     let mut r = Reader::new(column);
+    let read_value = |r: &mut Reader<'_>| -> Result<(), FrameError> {
+        let value = skip_value(r, encoding).ok_or(FrameError::BadColumn { spec })?;
+        if matches!(encoding, ColumnEncoding::RleActor) && value >= n_actors {
+            return Err(FrameError::ActorIndexOutOfRange {
+                index: value,
+                n_actors,
+            });
+        }
+        Ok(())
+    };
     let mut total: u64 = 0;
     while !r.is_empty() {
-        let run = match encoding {
-            ColumnEncoding::Boolean => r.column_uleb().ok_or(bad.clone())?,
-            ColumnEncoding::RleUint | ColumnEncoding::RleInt | ColumnEncoding::RleString => {
-                let count = r.column_sleb().ok_or(bad.clone())?;
-                if count > 0 {
-                    skip_value(&mut r, encoding).ok_or(bad.clone())?;
-                    count.unsigned_abs()
-                } else if count < 0 {
-                    // A literal run: check the count before walking its values.
-                    let run = count.unsigned_abs();
-                    check_count(
-                        "op column values",
-                        total.saturating_add(run),
-                        limits.ops_per_change_max,
-                    )?;
-                    for _ in 0..run {
-                        skip_value(&mut r, encoding).ok_or(bad.clone())?;
-                    }
-                    run
-                } else {
-                    // A null run: zero, then its length.
-                    r.column_uleb().ok_or(bad.clone())?
+        let run = if let ColumnEncoding::Boolean = encoding {
+            r.column_uleb().ok_or(bad.clone())?
+        } else {
+            let count = r.column_sleb().ok_or(bad.clone())?;
+            if count > 0 {
+                read_value(&mut r)?;
+                count.unsigned_abs()
+            } else if count < 0 {
+                // A literal run: check the count before walking its values.
+                let run = count.unsigned_abs();
+                check_count(
+                    "op column values",
+                    total.saturating_add(run),
+                    limits.ops_per_change_max,
+                )?;
+                for _ in 0..run {
+                    read_value(&mut r)?;
                 }
+                run
+            } else {
+                // A null run: zero, then its length.
+                r.column_uleb().ok_or(bad.clone())?
             }
         };
         total = total.saturating_add(run);
@@ -575,13 +603,16 @@ fn column_values(
     Ok(total)
 }
 
-fn skip_value(r: &mut Reader<'_>, encoding: ColumnEncoding) -> Option<()> {
+/// Step over one value; returns it for unsigned columns and 0 otherwise.
+fn skip_value(r: &mut Reader<'_>, encoding: ColumnEncoding) -> Option<u64> {
     match encoding {
-        ColumnEncoding::RleUint | ColumnEncoding::Boolean => r.column_uleb().map(drop),
-        ColumnEncoding::RleInt => r.column_sleb().map(drop),
+        ColumnEncoding::RleUint | ColumnEncoding::RleActor | ColumnEncoding::Boolean => {
+            r.column_uleb()
+        }
+        ColumnEncoding::RleInt => r.column_sleb().map(|_| 0),
         ColumnEncoding::RleString => {
             let len = r.column_uleb()?;
-            r.take(len, "op column string").ok().map(drop)
+            r.take(len, "op column string").ok().map(|_| 0)
         }
     }
 }
@@ -1887,6 +1918,43 @@ mod tests {
         }
     }
 
+    #[test]
+    fn actor_index_out_of_range_is_refused() {
+        // One op in object (1@actor 1) of a change that lists only its author (actor 0).
+        let mut columns = put_columns(1);
+        columns.insert(0, (0x01, vec![1, 1])); // obj actor: a run of one 1
+        columns.insert(1, (0x02, vec![1, 1])); // obj counter: a run of one 1
+        let bytes = sealed_change(&change_body(0, &ACTOR, b"", &columns));
+        let change = Change::from_bytes(bytes.clone()).expect("automerge takes it");
+        let outcome = catch_unwind(AssertUnwindSafe(|| change.decode()));
+        assert!(outcome.is_err(), "automerge 0.12 unwraps the actor lookup");
+        assert_eq!(
+            decode_change(&bytes, &limits()).unwrap_err(),
+            FrameError::ActorIndexOutOfRange {
+                index: 1,
+                n_actors: 1
+            }
+        );
+    }
+
+    /// Pins a second gap that only the document can close: automerge 0.12 applies ops with
+    /// `assert!` and `unwrap` on references it has not checked. Here a real change with its start
+    /// op moved from 1 to 2, so its ops refer to objects at counters that do not exist, passes
+    /// every check without the document and then panics in `apply_changes`.
+    #[test]
+    fn bad_op_references_panic_automerge_apply() {
+        let mut bytes = rich_change();
+        let start_op_at = 9 + 2 + 1 + 1 + ACTOR.len() + 1; // header, deps, actor, seq
+        assert_eq!(bytes[start_op_at], 1);
+        bytes[start_op_at] = 2;
+        bytes = sealed_change(&bytes[11..]);
+        let change = decode_change(&bytes, &limits()).expect("well-formed");
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            AutoCommit::new().apply_changes([change])
+        }));
+        assert!(outcome.is_err(), "automerge 0.12 panics applying it");
+    }
+
     // ---- never panic ----
 
     /// A message with every section populated: heads, a have with a filter, a change, flags.
@@ -1904,6 +1972,26 @@ mod tests {
             &[small, compressed(change)],
             Some(&[2, 0x84]),
         )
+    }
+
+    /// One change touching maps, lists, text, counters and deletes.
+    fn rich_change() -> Vec<u8> {
+        let mut doc = AutoCommit::new().with_actor(automerge::ActorId::from(&ACTOR[..]));
+        let list = doc
+            .put_object(ROOT, "list", automerge::ObjType::List)
+            .expect("list");
+        doc.insert(&list, 0, "x").expect("insert");
+        doc.insert(&list, 1, 2.5).expect("insert");
+        let text = doc
+            .put_object(ROOT, "text", automerge::ObjType::Text)
+            .expect("text");
+        doc.splice_text(&text, 0, 0, "hello").expect("splice");
+        doc.splice_text(&text, 1, 2, "").expect("delete");
+        doc.put(ROOT, "n", automerge::ScalarValue::counter(1))
+            .expect("counter");
+        doc.increment(ROOT, "n", 2).expect("increment");
+        doc.commit();
+        doc.get_changes(&[])[0].raw_bytes().to_vec()
     }
 
     /// What passes validation must be safe to give automerge: receive it, then generate.
@@ -1961,20 +2049,22 @@ mod tests {
         #[test]
         fn mutated_changes_never_panic(
             edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
-            compress in any::<bool>(),
+            source in 0..3_u8,
         ) {
-            let mut bytes = if compress {
-                let mut doc = AutoCommit::new();
-                compressed(large_change(&mut doc))
-            } else {
-                sealed_change(&change_body(0, &ACTOR, b"m", &put_columns(5)))
+            let mut bytes = match source {
+                0 => sealed_change(&change_body(0, &ACTOR, b"m", &put_columns(5))),
+                1 => rich_change(),
+                _ => {
+                    let mut doc = AutoCommit::new();
+                    compressed(large_change(&mut doc))
+                }
             };
             for (at, byte) in edits {
                 let i = at.index(bytes.len());
                 bytes[i] = byte;
             }
             // A checksum error is the last check, so everything else passed, automerge's parse
-            // included: fix the checksum to let the mutated ops reach `apply_changes`.
+            // included: fix the checksum so that mutated ops get through.
             let result = match decode_change(&bytes, &limits()) {
                 Err(FrameError::Checksum) => {
                     let hash = Change::from_bytes(bytes.clone()).expect("parsed before").hash();
@@ -1983,20 +2073,10 @@ mod tests {
                 }
                 other => other,
             };
-            // Skip what checks without the document cannot see: unknown actors (see
-            // `changes_from_unknown_actors_panic_automerge`) and mark ops outside a sequence,
-            // which trip a `debug_assert` inside a destructor in automerge 0.12 and abort the
-            // process (debug builds only).
-            if let Ok(change) = result
-                && change.seq() == 1
-                && change.other_actor_ids().iter().all(|a| a == change.actor_id())
-                && !change.decode().operations.iter().any(|op| {
-                    use automerge::legacy::OpType::{MarkBegin, MarkEnd};
-                    matches!(op.action, MarkBegin(..) | MarkEnd(..))
-                })
-            {
-                let mut doc = AutoCommit::new();
-                let _ = doc.apply_changes([change]);
+            // What is accepted can be expanded op by op, as an authorization check would.
+            // Applying it is another matter: see `bad_op_references_panic_automerge_apply`.
+            if let Ok(change) = result {
+                let _ = change.decode();
             }
         }
     }

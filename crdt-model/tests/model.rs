@@ -892,3 +892,102 @@ fn certificates_chain_to_the_root_and_expire() {
     );
     let _ = testkit::unit("x", linli_crdt_model::unit::UnitKind::Grid, "x");
 }
+
+/// Two replicas sync over the model's framing until neither has anything to say.
+fn sync_pair(net: &Net, a: &mut Document, b: &mut Document) -> usize {
+    let (mut sa, mut sb) = (automerge::sync::State::new(), automerge::sync::State::new());
+    let limits = linli_crdt_model::wire::Limits::default();
+    let network = net.trust.network();
+    let mut rounds = 0;
+    loop {
+        let mut quiet = true;
+        if let Some(out) = a.generate_sync(&mut sa) {
+            b.receive_sync(
+                &net.ctx(T0 + DAY),
+                &mut sb,
+                network,
+                &out.message,
+                out.signatures,
+                &limits,
+            )
+            .unwrap();
+            quiet = false;
+        }
+        if let Some(out) = b.generate_sync(&mut sb) {
+            a.receive_sync(
+                &net.ctx(T0 + DAY),
+                &mut sa,
+                network,
+                &out.message,
+                out.signatures,
+                &limits,
+            )
+            .unwrap();
+            quiet = false;
+        }
+        rounds += 1;
+        if quiet || rounds > 20 {
+            return rounds;
+        }
+    }
+}
+
+#[test]
+fn signed_sync_converges_both_ways() {
+    let net = Net::new();
+    let (mut a, _) = net.visit_log().unwrap();
+    let mut b = Document::empty(a.header().clone(), actor(61));
+    a.edit(&net.ctx(T0), &net.c_wang, T0 + 5, None, |tx| {
+        kinds::visits::add_entry(tx, "v1", &visit("h1", "王芳", "2026-11-03", T0))
+    })
+    .unwrap();
+    let rounds = sync_pair(&net, &mut a, &mut b);
+    assert!(rounds < 10, "sync took {rounds} rounds");
+    b.edit(&net.ctx(T0), &net.c_li, T0 + 6, None, |tx| {
+        kinds::visits::add_entry(tx, "v2", &visit("h3", "李强", "2026-11-04", T0))
+    })
+    .unwrap();
+    sync_pair(&net, &mut a, &mut b);
+    assert_eq!(a.heads(), b.heads());
+    assert_eq!(kinds::visits::hydrate(a.read()).unwrap().entries.len(), 2);
+}
+
+#[test]
+fn hostile_sync_bytes_are_refused_and_change_nothing() {
+    let net = Net::new();
+    let (mut a, _) = net.visit_log().unwrap();
+    let mut state = automerge::sync::State::new();
+    let limits = linli_crdt_model::wire::Limits::default();
+    let before = a.heads();
+    // A V1 message whose one `have` carries a Bloom filter claiming 5 entries at 0 bits each.
+    let mut zero_bloom = vec![0x42, 0, 0, 1, 0, 3, 5, 0, 7, 0];
+    zero_bloom.push(0);
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("zero-bit bloom", zero_bloom),
+        ("garbage", b"\x42\xff\xff\xff\xff\xff".to_vec()),
+        ("v2", vec![0x43, 0, 0, 0, 0]),
+        ("empty", vec![]),
+    ];
+    for (what, bytes) in cases {
+        let err = a
+            .receive_sync(
+                &net.ctx(T0),
+                &mut state,
+                net.trust.network(),
+                &bytes,
+                vec![],
+                &limits,
+            )
+            .expect_err(what);
+        assert_eq!(err.reason(), "malformed", "{what}: {err}");
+        if what == "zero-bit bloom" {
+            assert!(err.to_string().contains("bit"), "{err}");
+        }
+        assert_eq!(a.heads(), before, "{what} changed the document");
+    }
+    // The document still answers an honest peer.
+    assert!(
+        a.generate_sync(&mut automerge::sync::State::new())
+            .is_some()
+    );
+}
