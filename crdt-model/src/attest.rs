@@ -72,6 +72,9 @@ impl Statement {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckpointEntry {
     pub doc: DocId,
+    /// The document's unit and scope, so a node can tell whether it should hold it too.
+    pub unit: UnitId,
+    pub scope: crate::doc::Scope,
     pub heads: Vec<[u8; 32]>,
     pub n_changes: u64,
 }

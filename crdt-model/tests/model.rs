@@ -722,6 +722,8 @@ fn checkpoint_comparison_names_who_is_behind() {
     let mut district = replica(&net, &mut mine);
     let entry = |d: &mut Document| CheckpointEntry {
         doc: d.id(),
+        unit: d.header().header.unit.clone(),
+        scope: d.header().header.scope,
         heads: d.heads().iter().map(|h| h.0).collect(),
         n_changes: d.n_changes() as u64,
     };

@@ -1,0 +1,1578 @@
+//! The engine: one node's documents, trust and approvals, kept durable in the store, changed only
+//! through the model's checks. No network here: `net` feeds it peers' messages and sends what it
+//! returns; `api` calls it for local work. Everything it acknowledges is flushed first.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use automerge::{ActorId, ChangeHash, sync};
+use linli_crdt_model::attest::{
+    self, Attestation, AttestationBody, CheckpointEntry, Comparison, Statement,
+};
+use linli_crdt_model::audit::{self, Audit, Problem};
+use linli_crdt_model::cert::{
+    CertBody, Certificate, RecordError, RecordId, Revocation, RevocationBody, Role,
+};
+use linli_crdt_model::doc::{self, DocId, Header, HeaderError, SCHEMA_VERSION, Scope};
+use linli_crdt_model::document::{
+    self, Applied, ChangeSignature, Context, Document, EditRefused, Rejected,
+};
+use linli_crdt_model::genesis::Genesis;
+use linli_crdt_model::keys::{PublicKey, SecretKey};
+use linli_crdt_model::kinds::{self, Kind};
+use linli_crdt_model::trust::Trust;
+use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
+use linli_crdt_model::wire;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, ConfigError, Layout};
+use crate::keystore::{self, KeyFileError, Keystore};
+use crate::metrics::Metrics;
+use crate::ops::{Op, OpError};
+use crate::protocol::{Hello, Inventory, InventoryEntry, PROTOCOL_VERSION, SyncMessage};
+use crate::store::{self, Store};
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn fresh_actor() -> ActorId {
+    ActorId::from(keystore::random_seed()[..16].to_vec())
+}
+
+fn fresh_id() -> String {
+    hex::encode(&keystore::random_seed()[..8])
+}
+
+/// Why the engine could not do what it was asked. Peer input never lands here: it is a
+/// [`SyncRefused`] value.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    #[error("cannot read genesis {path}: {detail}")]
+    Genesis { path: String, detail: String },
+    #[error(
+        "node key {key} has no node certificate for unit {unit}; import one with `linli cert import`"
+    )]
+    NotCertified { key: PublicKey, unit: UnitId },
+    #[error("no document {0}")]
+    UnknownDoc(String),
+    #[error("document id {0:?} is not a 64-hex-digit id or a unique prefix of one")]
+    BadDocId(String),
+    #[error(transparent)]
+    Refused(#[from] EditRefused),
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error(transparent)]
+    Header(#[from] HeaderError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Why a peer's message was refused: the model's reasons plus the node's own.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SyncRefused {
+    #[error(transparent)]
+    Model(#[from] Rejected),
+    #[error("document {doc} ({scope}, unit {unit}) may not be held by this node of {me}")]
+    OutOfScope {
+        doc: DocId,
+        scope: &'static str,
+        unit: UnitId,
+        me: UnitId,
+    },
+    #[error("document {0} is unknown here and the message has no header")]
+    UnknownDocument(DocId),
+    #[error("document header refused: {0}")]
+    Header(#[from] HeaderError),
+    #[error("header does not match document id {0}")]
+    HeaderMismatch(DocId),
+    #[error("certificate refused: {0}")]
+    Certificate(#[from] RecordError),
+    #[error("hello refused: {0}")]
+    Hello(String),
+    #[error("the peer has not said hello")]
+    NoHello,
+    #[error("storage failed: {0}")]
+    Storage(String),
+}
+
+impl SyncRefused {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SyncRefused::Model(r) => r.reason(),
+            SyncRefused::OutOfScope { .. } => "out-of-scope",
+            SyncRefused::UnknownDocument(_) => "unknown-document",
+            SyncRefused::Header(_) | SyncRefused::HeaderMismatch(_) => "bad-header",
+            SyncRefused::Certificate(_) => "bad-certificate",
+            SyncRefused::Hello(_) => "bad-hello",
+            SyncRefused::NoHello => "no-hello",
+            SyncRefused::Storage(_) => "storage",
+        }
+    }
+
+    /// Whether this counts against the peer (a storage failure is ours, not theirs).
+    pub fn is_offence(&self) -> bool {
+        !matches!(
+            self,
+            SyncRefused::Storage(_) | SyncRefused::Model(Rejected::MissingDependency { .. })
+        )
+    }
+}
+
+/// A summary row of a document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocSummary {
+    pub id: String,
+    pub kind: Kind,
+    pub unit: String,
+    pub scope: String,
+    pub title: String,
+    pub period: Option<String>,
+    pub created_at_ms: i64,
+    pub n_changes: usize,
+    pub heads: Vec<String>,
+}
+
+/// What a create call asks for.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateDoc {
+    pub kind: Kind,
+    pub title: String,
+    pub scope: Option<Scope>,
+    /// `"YYYY-MM"` for a visit log.
+    pub period: Option<String>,
+    /// For minutes: the meeting's form, topic and so on.
+    pub minutes: Option<kinds::minutes::Meta>,
+}
+
+/// What an acknowledged edit did. Returned only after it is on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Receipt {
+    pub doc: String,
+    pub change: String,
+    pub record: Option<String>,
+    pub author: String,
+}
+
+/// The node as a whole, for `status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub network: String,
+    pub network_name: String,
+    pub unit: String,
+    pub unit_name: String,
+    pub unit_kind: UnitKind,
+    pub node_key: String,
+    pub documents: usize,
+    pub changes: usize,
+    pub certificates: usize,
+    pub attestations: usize,
+    pub people: Vec<Person>,
+    pub heads_digest: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Person {
+    pub handle: String,
+    pub key: String,
+    pub holder: Option<String>,
+    pub role: Option<String>,
+}
+
+/// One document compared against a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointRow {
+    pub doc: String,
+    pub title: String,
+    pub comparison: Comparison,
+}
+
+/// The state of one node.
+#[derive(Debug)]
+pub struct Engine {
+    layout: Layout,
+    config: Config,
+    unit: Unit,
+    keys: Keystore,
+    store: Store,
+    trust: Trust,
+    attestations: attest::Index,
+    docs: BTreeMap<DocId, Document>,
+    n_incremental: HashMap<DocId, usize>,
+    limits: document::Limits,
+    wire_limits: wire::Limits,
+    sync_states: HashMap<(String, DocId), sync::State>,
+    /// Certificates already sent to a peer, so they travel once per connection.
+    sent_certs: HashMap<String, HashSet<RecordId>>,
+    /// Documents with new heads since the net loop last asked.
+    changed: BTreeSet<DocId>,
+    pub metrics: Metrics,
+}
+
+impl Engine {
+    /// Open a node's data directory: configuration, genesis, keys, store. Fails with an error
+    /// naming the file at fault.
+    pub fn open(data_dir: &Path) -> Result<Engine, Error> {
+        let layout = Layout::new(data_dir);
+        let config = Config::load(&layout.config())?;
+        let genesis = read_genesis(&layout.genesis())?;
+        let keys = Keystore::load(&layout.keys())?;
+        Engine::open_with(layout, config, genesis, keys)
+    }
+
+    pub fn open_with(
+        layout: Layout,
+        config: Config,
+        genesis: Genesis,
+        keys: Keystore,
+    ) -> Result<Engine, Error> {
+        let trust = Trust::new(genesis.clone()).map_err(|e| Error::Genesis {
+            path: layout.genesis().display().to_string(),
+            detail: e.to_string(),
+        })?;
+        let store = Store::open(&layout.store(), trust.network())?;
+        let mut engine = Engine {
+            unit: genesis.top.clone(),
+            layout,
+            config,
+            keys,
+            store,
+            trust,
+            attestations: attest::Index::default(),
+            docs: BTreeMap::new(),
+            n_incremental: HashMap::new(),
+            limits: document::Limits::default(),
+            wire_limits: wire::Limits::default(),
+            sync_states: HashMap::new(),
+            sent_certs: HashMap::new(),
+            changed: BTreeSet::new(),
+            metrics: Metrics::default(),
+        };
+        engine
+            .trust
+            .insert_certificates(engine.store.certificates()?)?;
+        engine
+            .trust
+            .insert_revocations(engine.store.revocations()?)?;
+        let network = engine.trust.network();
+        for att in engine.store.attestations()? {
+            // A stored attestation was checked when it arrived; one that no longer decodes
+            // against this network is reported by `verify`, not fatal here.
+            let _ = engine.attestations.insert(att, &network);
+        }
+        for stored in engine.store.load_docs()? {
+            let id = stored.header.id();
+            let doc = Document::load(
+                stored.header,
+                &stored.bytes,
+                stored.signatures,
+                fresh_actor(),
+            )
+            .map_err(|e| store::Error::Corrupt {
+                path: engine.store.path().to_owned(),
+                detail: format!("document {id}: {e}"),
+            })?;
+            engine.n_incremental.insert(id, stored.n_incremental);
+            engine.docs.insert(id, doc);
+        }
+        engine.refresh_trust_from_directory();
+        engine.unit = engine.node_unit()?;
+        engine.ensure_own_documents()?;
+        engine.metrics.documents.set(engine.docs.len() as i64);
+        Ok(engine)
+    }
+
+    /// The unit of this node's certificate, which must match the configuration.
+    fn node_unit(&self) -> Result<Unit, Error> {
+        let key = self.keys.node().public();
+        self.trust
+            .certificates_of(&key)
+            .into_iter()
+            .filter(|(id, c)| self.trust.is_chain_valid(id) && c.body.role == Role::Node)
+            .map(|(_, c)| c.body.unit.clone())
+            .find(|u| u.id == self.config.unit)
+            .or_else(|| {
+                (self.genesis().is_root(&key) && self.genesis().top.id == self.config.unit)
+                    .then(|| self.genesis().top.clone())
+            })
+            .ok_or(Error::NotCertified {
+                key,
+                unit: self.config.unit.clone(),
+            })
+    }
+
+    /// Every node keeps a ledger (its attestations) and a task list; the top unit's node keeps
+    /// the network's directory.
+    fn ensure_own_documents(&mut self) -> Result<(), Error> {
+        let unit = self.unit.id.clone();
+        let top = self.genesis().top.id.clone();
+        let wanted: Vec<(Kind, String, Scope)> = {
+            let mut w = vec![
+                (
+                    Kind::Ledger,
+                    format!("{} 台账", self.unit.name),
+                    Scope::Public,
+                ),
+                (
+                    Kind::TaskList,
+                    format!("{} 工作事项", self.unit.name),
+                    // A district's list holds requests that communities must see to admit.
+                    if self.unit.kind == UnitKind::District {
+                        Scope::Public
+                    } else {
+                        Scope::Chain
+                    },
+                ),
+            ];
+            if unit == top {
+                w.push((
+                    Kind::Directory,
+                    format!("{} 名录", self.genesis().network_name),
+                    Scope::Public,
+                ));
+            }
+            w
+        };
+        for (kind, title, scope) in wanted {
+            let exists = self.docs.values().any(|d| {
+                let h = &d.header().header;
+                h.kind == kind && h.unit == unit && h.creator == self.keys.node().public()
+            });
+            let shared = kind == Kind::Directory && self.directory_id().is_some();
+            if !exists && !shared {
+                self.create(
+                    CreateDoc {
+                        kind,
+                        title,
+                        scope: Some(scope),
+                        period: None,
+                        minutes: None,
+                    },
+                    None,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    // ----- accessors -----
+
+    pub fn genesis(&self) -> &Genesis {
+        self.trust.genesis()
+    }
+
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    pub fn attestations(&self) -> &attest::Index {
+        &self.attestations
+    }
+
+    pub fn unit(&self) -> &Unit {
+        &self.unit
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn node_key(&self) -> &SecretKey {
+        self.keys.node()
+    }
+
+    pub fn wire_limits(&self) -> &wire::Limits {
+        &self.wire_limits
+    }
+
+    fn ctx(&self, now_ms: i64) -> Context<'_> {
+        Context {
+            trust: &self.trust,
+            attestations: &self.attestations,
+            limits: &self.limits,
+            now_ms,
+        }
+    }
+
+    /// Resolve a full id or a unique prefix of at least 6 hex digits.
+    pub fn resolve(&self, id: &str) -> Result<DocId, Error> {
+        if let Ok(full) = id.parse::<DocId>() {
+            return if self.docs.contains_key(&full) {
+                Ok(full)
+            } else {
+                Err(Error::UnknownDoc(id.to_owned()))
+            };
+        }
+        if id.len() < 6 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::BadDocId(id.to_owned()));
+        }
+        let matches: Vec<&DocId> = self
+            .docs
+            .keys()
+            .filter(|d| d.to_string().starts_with(id))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(**one),
+            [] => Err(Error::UnknownDoc(id.to_owned())),
+            _ => Err(Error::BadDocId(id.to_owned())),
+        }
+    }
+
+    pub fn doc(&self, id: &DocId) -> Result<&Document, Error> {
+        self.docs
+            .get(id)
+            .ok_or_else(|| Error::UnknownDoc(id.to_string()))
+    }
+
+    pub fn doc_mut(&mut self, id: &DocId) -> Result<&mut Document, Error> {
+        self.docs
+            .get_mut(id)
+            .ok_or_else(|| Error::UnknownDoc(id.to_string()))
+    }
+
+    pub fn doc_ids(&self) -> Vec<DocId> {
+        self.docs.keys().copied().collect()
+    }
+
+    pub fn directory_id(&self) -> Option<DocId> {
+        let top = &self.genesis().top.id;
+        self.docs
+            .values()
+            .filter(|d| d.kind() == Kind::Directory && &d.header().header.unit == top)
+            .min_by_key(|d| (d.header().header.created_at_ms, d.id()))
+            .map(|d| d.id())
+    }
+
+    /// This unit's own document of a kind (its ledger, its task list).
+    pub fn own_doc(&self, kind: Kind) -> Option<DocId> {
+        let unit = &self.unit.id;
+        self.docs
+            .values()
+            .filter(|d| d.kind() == kind && &d.header().header.unit == unit)
+            .min_by_key(|d| (d.header().header.created_at_ms, d.id()))
+            .map(|d| d.id())
+    }
+
+    /// A unit's document of a kind (e.g. a district's task list), if held.
+    pub fn unit_doc(&self, unit: &UnitId, kind: Kind) -> Option<DocId> {
+        self.docs
+            .values()
+            .filter(|d| d.kind() == kind && &d.header().header.unit == unit)
+            .min_by_key(|d| (d.header().header.created_at_ms, d.id()))
+            .map(|d| d.id())
+    }
+
+    /// The visit log of a unit for a month, if held.
+    pub fn visit_log(&self, unit: &UnitId, month: &str) -> Option<DocId> {
+        self.docs
+            .values()
+            .filter(|d| {
+                let h = &d.header().header;
+                h.kind == Kind::VisitLog && &h.unit == unit && h.period.as_deref() == Some(month)
+            })
+            .min_by_key(|d| (d.header().header.created_at_ms, d.id()))
+            .map(|d| d.id())
+    }
+
+    pub fn summary(&mut self, id: &DocId) -> Result<DocSummary, Error> {
+        let doc = self
+            .docs
+            .get_mut(id)
+            .ok_or_else(|| Error::UnknownDoc(id.to_string()))?;
+        let h = doc.header().header.clone();
+        let mut heads: Vec<String> = doc.heads().iter().map(|h| h.to_string()).collect();
+        heads.sort();
+        Ok(DocSummary {
+            id: id.to_string(),
+            kind: h.kind,
+            unit: h.unit.to_string(),
+            scope: h.scope.as_str().to_owned(),
+            title: h.title,
+            period: h.period,
+            created_at_ms: h.created_at_ms,
+            n_changes: doc.n_changes(),
+            heads,
+        })
+    }
+
+    pub fn list(&mut self) -> Vec<DocSummary> {
+        self.doc_ids()
+            .iter()
+            .filter_map(|id| self.summary(id).ok())
+            .collect()
+    }
+
+    /// The typed state of a document as JSON.
+    pub fn state(&self, id: &DocId) -> Result<serde_json::Value, Error> {
+        let doc = self.doc(id)?;
+        let r = doc.read();
+        let to_json = |v: Result<serde_json::Value, serde_json::Error>| {
+            v.map_err(|e| Error::Invalid(format!("cannot render document {id}: {e}")))
+        };
+        let schema = |e: kinds::SchemaError| {
+            Error::Invalid(format!("document {id} does not match its schema: {e}"))
+        };
+        match doc.kind() {
+            Kind::Convention => to_json(serde_json::to_value(
+                kinds::convention::hydrate(r).map_err(schema)?,
+            )),
+            Kind::Minutes => to_json(serde_json::to_value(
+                kinds::minutes::hydrate(r).map_err(schema)?,
+            )),
+            Kind::TaskList => to_json(serde_json::to_value(
+                kinds::tasks::hydrate(r).map_err(schema)?,
+            )),
+            Kind::VisitLog => to_json(serde_json::to_value(
+                kinds::visits::hydrate(r).map_err(schema)?,
+            )),
+            Kind::Directory => to_json(serde_json::to_value(
+                kinds::directory::hydrate(r).map_err(schema)?,
+            )),
+            Kind::Ledger => to_json(serde_json::to_value(
+                kinds::ledger::hydrate(r).map_err(schema)?,
+            )),
+        }
+    }
+
+    pub fn status(&mut self) -> Status {
+        let mut digest_input = Vec::new();
+        let mut changes = 0;
+        for (id, doc) in self.docs.iter_mut() {
+            digest_input.extend_from_slice(&id.0);
+            let mut heads = doc.heads();
+            heads.sort();
+            for h in heads {
+                digest_input.extend_from_slice(&h.0);
+            }
+            changes += doc.n_changes();
+        }
+        let people = self
+            .keys
+            .people()
+            .map(|(handle, key)| {
+                let cert = self
+                    .trust
+                    .certificates_of(&key.public())
+                    .into_iter()
+                    .next()
+                    .map(|(_, c)| c.clone());
+                Person {
+                    handle: handle.clone(),
+                    key: key.public().to_string(),
+                    holder: cert.as_ref().map(|c| c.body.holder.clone()),
+                    role: cert.as_ref().map(|c| c.body.role.as_str().to_owned()),
+                }
+            })
+            .collect();
+        Status {
+            network: self.trust.network().to_string(),
+            network_name: self.genesis().network_name.clone(),
+            unit: self.unit.id.to_string(),
+            unit_name: self.unit.name.clone(),
+            unit_kind: self.unit.kind,
+            node_key: self.keys.node().public().to_string(),
+            documents: self.docs.len(),
+            changes,
+            certificates: self.trust.certificates().count(),
+            attestations: self.attestations.len(),
+            people,
+            heads_digest: hex::encode(&linli_crdt_model::keys::sha256(&[&digest_input])[..8]),
+        }
+    }
+
+    /// Drain the documents whose heads changed since last asked (for announcements).
+    pub fn take_changed(&mut self) -> BTreeSet<DocId> {
+        std::mem::take(&mut self.changed)
+    }
+
+    // ----- local work -----
+
+    /// Create a document owned by this node's unit, signed by `person` (default: the node).
+    pub fn create(&mut self, req: CreateDoc, person: Option<&str>) -> Result<DocId, Error> {
+        let now = now_ms();
+        let signer = self.keys.signer(person)?.clone();
+        let header = Header {
+            network: self.trust.network(),
+            kind: req.kind,
+            unit: self.unit.id.clone(),
+            scope: req.scope.unwrap_or_else(|| doc::default_scope(req.kind)),
+            title: req.title.clone(),
+            created_at_ms: now,
+            schema_version: SCHEMA_VERSION,
+            creator: signer.public(),
+            period: req.period.clone(),
+        };
+        let kind = req.kind;
+        let period = req.period.clone();
+        let minutes = req.minutes.clone();
+        let (mut document, sig) = Document::create(
+            &self.ctx(now),
+            header,
+            &signer,
+            fresh_actor(),
+            |tx| match kind {
+                Kind::Convention => kinds::convention::init(tx),
+                Kind::Minutes => match &minutes {
+                    Some(meta) => kinds::minutes::init(tx, meta),
+                    None => Err(kinds::EditError::Invalid {
+                        field: "minutes",
+                        reason: "minutes need their meeting form, topic and date".to_owned(),
+                    }),
+                },
+                Kind::TaskList => kinds::tasks::init(tx),
+                Kind::VisitLog => match &period {
+                    Some(month) => kinds::visits::init(tx, month),
+                    None => Err(kinds::EditError::Invalid {
+                        field: "period",
+                        reason: "a visit log is for one month: give it as YYYY-MM".to_owned(),
+                    }),
+                },
+                Kind::Directory => kinds::directory::init(tx),
+                Kind::Ledger => kinds::ledger::init(tx),
+            },
+        )?;
+        let id = document.id();
+        let bytes = document
+            .change_bytes(&ChangeHash(sig.hash))
+            .expect("the change just made is in the document");
+        self.store.put_header(document.header())?;
+        self.store.append_changes(&id, &[(bytes, sig)])?;
+        self.n_incremental.insert(id, 1);
+        self.docs.insert(id, document);
+        self.changed.insert(id);
+        self.metrics.documents.set(self.docs.len() as i64);
+        Ok(id)
+    }
+
+    /// Apply one operation as `person` and persist it before returning.
+    pub fn apply(&mut self, id: &DocId, op: &Op, person: Option<&str>) -> Result<Receipt, Error> {
+        if let Op::WhistleRate { id: whistle, .. } = op {
+            let responded = self.responses_to(id, whistle);
+            if responded.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "whistle {whistle} has no response yet; it can be rated once a unit has reported in (报到)"
+                )));
+            }
+        }
+        let now = now_ms();
+        let signer = self.keys.signer(person)?.clone();
+        let ctx = Context {
+            trust: &self.trust,
+            attestations: &self.attestations,
+            limits: &self.limits,
+            now_ms: now,
+        };
+        let doc = self
+            .docs
+            .get_mut(id)
+            .ok_or_else(|| Error::UnknownDoc(id.to_string()))?;
+        let kind = doc.kind();
+        let mut op_error = None;
+        let result = doc.edit(&ctx, &signer, now, Some(op.name()), |tx| {
+            op.apply(tx, kind, now, &mut fresh_id).map_err(|e| match e {
+                OpError::Edit(e) => e,
+                other => {
+                    let msg = other.to_string();
+                    op_error = Some(other);
+                    kinds::EditError::Invalid {
+                        field: "op",
+                        reason: msg,
+                    }
+                }
+            })
+        });
+        if let Some(e) = op_error {
+            return Err(e.into());
+        }
+        let (record, sig) = result?;
+        self.persist_local(id, sig.clone())?;
+        self.after_change(id);
+        Ok(Receipt {
+            doc: id.to_string(),
+            change: hex::encode(sig.hash),
+            record,
+            author: sig.author.to_string(),
+        })
+    }
+
+    fn persist_local(&mut self, id: &DocId, sig: ChangeSignature) -> Result<(), Error> {
+        let doc = self
+            .docs
+            .get_mut(id)
+            .ok_or_else(|| Error::UnknownDoc(id.to_string()))?;
+        let bytes = doc
+            .change_bytes(&ChangeHash(sig.hash))
+            .expect("the change just made is in the document");
+        self.store.append_changes(id, &[(bytes, sig)])?;
+        self.bump_incremental(id, 1)?;
+        self.changed.insert(*id);
+        self.metrics.changes_local.inc();
+        Ok(())
+    }
+
+    fn bump_incremental(&mut self, id: &DocId, n: usize) -> Result<(), Error> {
+        let count = self.n_incremental.entry(*id).or_insert(0);
+        *count += n;
+        if *count >= self.config.sync.compact_after_changes {
+            let doc = self
+                .docs
+                .get_mut(id)
+                .ok_or_else(|| Error::UnknownDoc(id.to_string()))?;
+            let snapshot = doc.save();
+            self.store.compact(id, &snapshot)?;
+            self.n_incremental.insert(*id, 0);
+        }
+        Ok(())
+    }
+
+    /// Responses (报到) anywhere to a whistle in document `doc`.
+    pub fn responses_to(&self, doc: &DocId, whistle: &str) -> Vec<kinds::tasks::Response> {
+        let doc_hex = doc.to_string();
+        self.docs
+            .values()
+            .filter(|d| d.kind() == Kind::TaskList)
+            .filter_map(|d| kinds::tasks::hydrate(d.read()).ok())
+            .flat_map(|l| l.responses.into_values())
+            .filter(|r| r.whistle_doc == doc_hex && r.whistle_id == whistle)
+            .collect()
+    }
+
+    /// Sign a statement about a document at its current heads and record it in this unit's
+    /// ledger.
+    pub fn attest(
+        &mut self,
+        id: &DocId,
+        statement: Statement,
+        subject: Option<String>,
+        note: String,
+        person: Option<&str>,
+    ) -> Result<RecordId, Error> {
+        let now = now_ms();
+        let signer = self.keys.signer(person)?.clone();
+        let (heads, doc_unit, checkpoint) = if statement == Statement::Checkpoint {
+            (Vec::new(), self.unit.id.clone(), self.checkpoint_entries())
+        } else {
+            let doc = self.doc_mut(id)?;
+            let heads: Vec<[u8; 32]> = doc.heads().iter().map(|h| h.0).collect();
+            (heads, doc.header().header.unit.clone(), Vec::new())
+        };
+        let target = if statement == Statement::Checkpoint {
+            self.own_doc(Kind::Ledger)
+                .ok_or_else(|| Error::Invalid("this node has no ledger".to_owned()))?
+        } else {
+            *id
+        };
+        let att = Attestation::issue(
+            AttestationBody {
+                network: self.trust.network(),
+                issuer: signer.public(),
+                statement,
+                doc: target,
+                doc_unit,
+                heads,
+                subject,
+                at_ms: now,
+                note,
+                checkpoint,
+            },
+            &signer,
+        );
+        att.check(&self.trust)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        self.record_attestation(att, person)
+    }
+
+    fn record_attestation(
+        &mut self,
+        att: Attestation,
+        person: Option<&str>,
+    ) -> Result<RecordId, Error> {
+        let ledger = self
+            .own_doc(Kind::Ledger)
+            .ok_or_else(|| Error::Invalid("this node has no ledger".to_owned()))?;
+        let aid = att.id();
+        let bytes = att.encode();
+        // The ledger change is signed by the same person who signed the attestation.
+        let now = now_ms();
+        let signer = self.keys.signer(person)?.clone();
+        let ctx = Context {
+            trust: &self.trust,
+            attestations: &self.attestations,
+            limits: &self.limits,
+            now_ms: now,
+        };
+        let doc = self
+            .docs
+            .get_mut(&ledger)
+            .ok_or_else(|| Error::UnknownDoc(ledger.to_string()))?;
+        let (_, sig) = doc.edit(&ctx, &signer, now, Some("attest"), |tx| {
+            kinds::ledger::put_attestation(tx, &aid.to_string(), &bytes)
+        })?;
+        self.store.put_attestation(&att)?;
+        self.attestations.insert(att, &self.trust.network())?;
+        self.persist_local(&ledger, sig)?;
+        self.after_change(&ledger);
+        Ok(aid)
+    }
+
+    fn checkpoint_entries(&mut self) -> Vec<CheckpointEntry> {
+        self.docs
+            .iter_mut()
+            .map(|(id, d)| {
+                let mut heads: Vec<[u8; 32]> = d.heads().iter().map(|h| h.0).collect();
+                heads.sort();
+                let h = &d.header().header;
+                CheckpointEntry {
+                    doc: *id,
+                    unit: h.unit.clone(),
+                    scope: h.scope,
+                    heads,
+                    n_changes: d.n_changes() as u64,
+                }
+            })
+            .collect()
+    }
+
+    /// Sign a checkpoint of every document held (district nodes).
+    pub fn checkpoint(&mut self) -> Result<RecordId, Error> {
+        let ledger = self
+            .own_doc(Kind::Ledger)
+            .ok_or_else(|| Error::Invalid("this node has no ledger".to_owned()))?;
+        self.attest(&ledger, Statement::Checkpoint, None, String::new(), None)
+    }
+
+    /// Compare every document held with the newest checkpoint.
+    pub fn compare_checkpoint(&mut self) -> Result<(String, Vec<CheckpointRow>), Error> {
+        let (cid, cp) = self
+            .attestations
+            .latest_checkpoint(&self.trust)
+            .map(|(id, a)| (id, a.clone()))
+            .ok_or_else(|| Error::Invalid("no checkpoint has reached this node yet".to_owned()))?;
+        let mut rows = Vec::new();
+        let entries: HashMap<DocId, &CheckpointEntry> =
+            cp.body.checkpoint.iter().map(|e| (e.doc, e)).collect();
+        for (id, doc) in self.docs.iter_mut() {
+            let title = doc.header().header.title.clone();
+            let comparison = match entries.get(id) {
+                None => Comparison::NotInCheckpoint,
+                Some(e) => {
+                    let heads: Vec<[u8; 32]> = doc.heads().iter().map(|h| h.0).collect();
+                    let n = doc.n_changes() as u64;
+                    let newest = doc.newest_change_ms();
+                    let cell = std::cell::RefCell::new(&mut *doc);
+                    attest::compare(&heads, n, newest, e, cp.body.at_ms, |h| {
+                        cell.borrow_mut().has_change(&ChangeHash(*h))
+                    })
+                }
+            };
+            rows.push(CheckpointRow {
+                doc: id.to_string(),
+                title,
+                comparison,
+            });
+        }
+        for e in &cp.body.checkpoint {
+            if !self.docs.contains_key(&e.doc) && e.scope.may_hold(&e.unit, &self.unit.id) {
+                rows.push(CheckpointRow {
+                    doc: e.doc.to_string(),
+                    title: String::new(),
+                    comparison: Comparison::Missing,
+                });
+            }
+        }
+        Ok((cid.to_string(), rows))
+    }
+
+    pub fn audit(&mut self, id: &DocId) -> Result<Audit, Error> {
+        let (trust, index) = (&self.trust, &self.attestations);
+        let doc = self
+            .docs
+            .get_mut(id)
+            .ok_or_else(|| Error::UnknownDoc(id.to_string()))?;
+        Ok(doc.audit(trust, index))
+    }
+
+    /// Re-check the whole store: every header, change, attestation, and that nothing is held
+    /// outside this node's scope.
+    pub fn verify(&mut self) -> Vec<Problem> {
+        let me = self.unit.id.clone();
+        let (trust, index) = (&self.trust, &self.attestations);
+        let mut problems = Vec::new();
+        for (id, doc) in self.docs.iter_mut() {
+            let h = &doc.header().header;
+            if !h.scope.may_hold(&h.unit, &me) {
+                problems.push(Problem {
+                    doc: id.to_string(),
+                    what: format!(
+                        "held outside its scope ({} of {})",
+                        h.scope.as_str(),
+                        h.unit
+                    ),
+                });
+            }
+            problems.extend(doc.verify(trust, index));
+        }
+        problems.extend(audit::verify_attestations(trust, index));
+        problems
+    }
+
+    // ----- certificates -----
+
+    /// Issue a certificate as `issuer` (a person handle or the node) and record it.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each argument is one field of the certificate"
+    )]
+    pub fn issue_certificate(
+        &mut self,
+        subject: PublicKey,
+        unit: Unit,
+        role: Role,
+        holder: String,
+        valid_ms: i64,
+        person: Option<&str>,
+    ) -> Result<Certificate, Error> {
+        let now = now_ms();
+        let issuer = self.keys.signer(person)?.clone();
+        let cert = Certificate::issue(
+            CertBody {
+                network: self.trust.network(),
+                subject,
+                unit,
+                role,
+                holder,
+                issuer: issuer.public(),
+                issued_at_ms: now,
+                expires_at_ms: now.saturating_add(valid_ms),
+            },
+            &issuer,
+        );
+        self.import_certificates(vec![cert.clone()])?;
+        Ok(cert)
+    }
+
+    /// Add certificates to trust and store, and to the directory if this node holds it.
+    pub fn import_certificates(&mut self, certs: Vec<Certificate>) -> Result<Vec<RecordId>, Error> {
+        let ids = self.trust.insert_certificates(certs.clone())?;
+        for c in &certs {
+            self.store.put_certificate(c)?;
+        }
+        if let Some(dir) = self.directory_id() {
+            let fresh: Vec<&Certificate> = certs.iter().filter(|c| ids.contains(&c.id())).collect();
+            if !fresh.is_empty() && self.can_write(&dir) {
+                let now = now_ms();
+                let ctx = Context {
+                    trust: &self.trust,
+                    attestations: &self.attestations,
+                    limits: &self.limits,
+                    now_ms: now,
+                };
+                let signer = self.keys.node().clone();
+                let doc = self
+                    .docs
+                    .get_mut(&dir)
+                    .ok_or_else(|| Error::UnknownDoc(dir.to_string()))?;
+                let (_, sig) = doc.edit(&ctx, &signer, now, Some("certificates"), |tx| {
+                    for c in &fresh {
+                        kinds::directory::put_certificate(tx, &c.id().to_string(), &c.encode())?;
+                        kinds::directory::put_unit(
+                            tx,
+                            c.body.unit.id.as_str(),
+                            &unit_entry(&c.body.unit),
+                        )
+                        .or_else(|e| match e {
+                            // A unit whose parent is not listed yet is still certified; the
+                            // directory's unit list catches up when its parent is added.
+                            kinds::EditError::Invalid { .. } => Ok(()),
+                            other => Err(other),
+                        })?;
+                    }
+                    Ok(())
+                })?;
+                self.persist_local(&dir, sig)?;
+            }
+        }
+        Ok(ids)
+    }
+
+    pub fn revoke(
+        &mut self,
+        key: PublicKey,
+        reason: String,
+        person: Option<&str>,
+    ) -> Result<Revocation, Error> {
+        let now = now_ms();
+        let issuer = self.keys.signer(person)?.clone();
+        // Keep every change of the key this node has seen: they were made with authority.
+        let mut keep = Vec::new();
+        for doc in self.docs.values() {
+            keep.extend(doc.signatures().filter(|s| s.author == key).map(|s| s.hash));
+        }
+        keep.sort();
+        let rev = Revocation::issue(
+            RevocationBody {
+                network: self.trust.network(),
+                key,
+                issuer: issuer.public(),
+                at_ms: now,
+                reason,
+                keep_changes: keep,
+                keep_certificates: Vec::new(),
+            },
+            &issuer,
+        );
+        self.trust.insert_revocations([rev.clone()])?;
+        self.store.put_revocation(&rev)?;
+        if let Some(dir) = self.directory_id().filter(|d| self.can_write(d)) {
+            let ctx = Context {
+                trust: &self.trust,
+                attestations: &self.attestations,
+                limits: &self.limits,
+                now_ms: now,
+            };
+            let signer = self.keys.node().clone();
+            let doc = self
+                .docs
+                .get_mut(&dir)
+                .ok_or_else(|| Error::UnknownDoc(dir.to_string()))?;
+            let (_, sig) = doc.edit(&ctx, &signer, now, Some("revocation"), |tx| {
+                kinds::directory::put_revocation(tx, &rev.id().to_string(), &rev.encode())
+            })?;
+            self.persist_local(&dir, sig)?;
+        }
+        Ok(rev)
+    }
+
+    fn can_write(&self, id: &DocId) -> bool {
+        let Some(doc) = self.docs.get(id) else {
+            return false;
+        };
+        let h = &doc.header().header;
+        self.trust
+            .authorize(&self.keys.node().public(), now_ms(), None, |u, role| {
+                doc::may_write(h.kind, &h.unit, &u.id, role)
+            })
+            .is_ok()
+    }
+
+    /// Pull certificates and revocations out of the directory into trust.
+    fn refresh_trust_from_directory(&mut self) {
+        let Some(dir) = self.directory_id() else {
+            return;
+        };
+        let Ok(d) = kinds::directory::hydrate(self.docs[&dir].read()) else {
+            return;
+        };
+        let network = self.trust.network();
+        let certs: Vec<Certificate> = d
+            .certificates
+            .values()
+            .filter_map(|b| Certificate::decode(b, &network).ok())
+            .collect();
+        let revs: Vec<Revocation> = d
+            .revocations
+            .values()
+            .filter_map(|b| Revocation::decode(b, &network).ok())
+            .collect();
+        let known: HashSet<RecordId> = self.trust.certificates().map(|(id, _)| *id).collect();
+        for c in certs.iter().filter(|c| !known.contains(&c.id())) {
+            let _ = self.store.put_certificate(c);
+        }
+        let _ = self.trust.insert_certificates(certs);
+        let known: HashSet<RecordId> = self.trust.revocations().map(|(id, _)| *id).collect();
+        for r in revs.iter().filter(|r| !known.contains(&r.id())) {
+            let _ = self.store.put_revocation(r);
+        }
+        let _ = self.trust.insert_revocations(revs);
+    }
+
+    fn refresh_attestations_from(&mut self, ledger: &DocId) {
+        let Ok(l) = kinds::ledger::hydrate(self.docs[ledger].read()) else {
+            return;
+        };
+        let network = self.trust.network();
+        for bytes in l.attestations.values() {
+            if let Ok(att) = Attestation::decode(bytes)
+                && self.attestations.get(&att.id()).is_none()
+                && self.attestations.insert(att.clone(), &network).is_ok()
+            {
+                let _ = self.store.put_attestation(&att);
+            }
+        }
+    }
+
+    /// Housekeeping after a document changed: trust, approvals, and admission of approved work.
+    fn after_change(&mut self, id: &DocId) {
+        match self.docs.get(id).map(|d| d.kind()) {
+            Some(Kind::Directory) => self.refresh_trust_from_directory(),
+            Some(Kind::Ledger) => {
+                self.refresh_attestations_from(id);
+                self.admit_approved();
+            }
+            Some(Kind::TaskList) => self.admit_approved(),
+            _ => {}
+        }
+    }
+
+    /// Admission (准入): a community node adds every request that targets it and carries the
+    /// district's review and approval to its own task list, as an admitted task that names them.
+    /// Without both it adds nothing (seed 000 §一(一)).
+    fn admit_approved(&mut self) {
+        if self.unit.kind != UnitKind::Community {
+            return;
+        }
+        let Some(mine) = self.own_doc(Kind::TaskList) else {
+            return;
+        };
+        let Ok(my_list) = kinds::tasks::hydrate(self.docs[&mine].read()) else {
+            return;
+        };
+        let admitted: HashSet<(String, String)> = my_list
+            .tasks
+            .values()
+            .filter_map(|t| {
+                t.admission
+                    .as_ref()
+                    .map(|a| (a.request_doc.clone(), a.request_id.clone()))
+            })
+            .collect();
+        let me = self.unit.id.to_string();
+        let mut todo = Vec::new();
+        for (did, doc) in &self.docs {
+            if doc.kind() != Kind::TaskList || did == &mine {
+                continue;
+            }
+            let Ok(list) = kinds::tasks::hydrate(doc.read()) else {
+                continue;
+            };
+            for (rid, req) in &list.requests {
+                if !req.target_units.contains(&me)
+                    || admitted.contains(&(did.to_string(), rid.clone()))
+                {
+                    continue;
+                }
+                let valid = self.attestations.valid_for(did, &self.trust);
+                let find = |s: Statement| {
+                    valid
+                        .iter()
+                        .filter(|(_, a, g)| {
+                            a.body.statement == s
+                                && a.body.subject.as_deref() == Some(rid.as_str())
+                                && g.unit_kind == UnitKind::District
+                        })
+                        .map(|(id, _, _)| id.to_string())
+                        .next_back()
+                };
+                if let (Some(review), Some(approval)) =
+                    (find(Statement::Reviewed), find(Statement::Approved))
+                {
+                    let rejected = valid.iter().any(|(_, a, _)| {
+                        a.body.statement == Statement::Rejected
+                            && a.body.subject.as_deref() == Some(rid.as_str())
+                    });
+                    if !rejected {
+                        todo.push((did.to_string(), rid.clone(), req.clone(), review, approval));
+                    }
+                }
+            }
+        }
+        for (request_doc, request_id, req, review, approval) in todo {
+            let op = Op::TaskAdd {
+                id: Some(format!("adm-{}", &request_id)),
+                task: kinds::tasks::NewTask {
+                    title: req.title.clone(),
+                    category: kinds::tasks::Category::Admitted,
+                    due: req.due.clone(),
+                    assignee: None,
+                    note: format!("{}; {}", req.department, req.legal_basis),
+                    admission: Some(kinds::tasks::Admission {
+                        request_doc,
+                        request_id,
+                        review,
+                        approval,
+                    }),
+                },
+            };
+            if let Err(e) = self.apply(&mine, &op, None) {
+                tracing::warn!(error = %e, "could not admit an approved request");
+            }
+        }
+    }
+
+    // ----- sync -----
+
+    /// Our hello to a peer.
+    pub fn hello(&self) -> Hello {
+        Hello {
+            network: self.trust.network(),
+            protocol_version: PROTOCOL_VERSION,
+            unit: self.unit.id.clone(),
+            chain: self.trust.chain_of(&self.keys.node().public()),
+        }
+    }
+
+    /// Judge a peer's hello: right network and version, and `peer_key` (its libp2p identity)
+    /// certified as a node of the unit it claims. Returns the peer's unit.
+    pub fn accept_hello(
+        &mut self,
+        hello: &Hello,
+        peer_key: &PublicKey,
+    ) -> Result<Unit, SyncRefused> {
+        if hello.network != self.trust.network() {
+            return Err(SyncRefused::Model(Rejected::WrongNetwork {
+                expected: self.trust.network(),
+                found: hello.network,
+            }));
+        }
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return Err(SyncRefused::Hello(format!(
+                "protocol version {} (this node speaks {PROTOCOL_VERSION})",
+                hello.protocol_version
+            )));
+        }
+        self.trust.insert_certificates(hello.chain.clone())?;
+        for c in &hello.chain {
+            let _ = self.store.put_certificate(c);
+        }
+        if self.genesis().is_root(peer_key) && hello.unit == self.genesis().top.id {
+            return Ok(self.genesis().top.clone());
+        }
+        let grant = self
+            .trust
+            .authorize(peer_key, now_ms(), None, |u, role| {
+                role == Role::Node && u.id == hello.unit
+            })
+            .map_err(|d| {
+                SyncRefused::Hello(format!(
+                    "peer key is not a certified node of {}: {d}",
+                    hello.unit
+                ))
+            })?;
+        let unit = self
+            .trust
+            .certificates_of(peer_key)
+            .into_iter()
+            .find(|(id, _)| Some(*id) == grant.certificate)
+            .map(|(_, c)| c.body.unit.clone())
+            .unwrap_or_else(|| Unit {
+                id: grant.unit.clone(),
+                kind: grant.unit_kind,
+                name: grant.unit.to_string(),
+            });
+        Ok(unit)
+    }
+
+    /// Documents a node of `peer_unit` may hold, with our heads.
+    pub fn inventory_for(&mut self, peer_unit: &UnitId) -> Inventory {
+        let mut docs = Vec::new();
+        for (id, doc) in self.docs.iter_mut() {
+            let h = &doc.header().header;
+            if h.scope.may_hold(&h.unit, peer_unit) {
+                let mut heads: Vec<[u8; 32]> = doc.heads().iter().map(|h| h.0).collect();
+                heads.sort();
+                docs.push(InventoryEntry { doc: *id, heads });
+            }
+        }
+        docs.truncate(self.config.sync.inventory_docs_max);
+        Inventory { docs }
+    }
+
+    /// Given a peer's inventory, the documents worth a sync session: those it may hold and
+    /// whose heads differ, or that it lacks.
+    pub fn to_sync(&mut self, peer_unit: &UnitId, theirs: &Inventory) -> Vec<DocId> {
+        let theirs: HashMap<DocId, &Vec<[u8; 32]>> =
+            theirs.docs.iter().map(|e| (e.doc, &e.heads)).collect();
+        let mut out = Vec::new();
+        for (id, doc) in self.docs.iter_mut() {
+            let h = &doc.header().header;
+            if !h.scope.may_hold(&h.unit, peer_unit) {
+                continue;
+            }
+            let mut mine: Vec<[u8; 32]> = doc.heads().iter().map(|h| h.0).collect();
+            mine.sort();
+            if theirs.get(id).is_none_or(|t| **t != mine) {
+                out.push(*id);
+            }
+        }
+        out
+    }
+
+    fn state_for(&mut self, peer: &str, doc: &DocId) -> sync::State {
+        if let Some(s) = self.sync_states.remove(&(peer.to_owned(), *doc)) {
+            return s;
+        }
+        self.store
+            .sync_state(peer, doc)
+            .ok()
+            .flatten()
+            .and_then(|b| sync::State::decode(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn keep_state(&mut self, peer: &str, doc: &DocId, state: sync::State) {
+        let _ = self.store.put_sync_state(peer, doc, &state.encode());
+        self.sync_states.insert((peer.to_owned(), *doc), state);
+    }
+
+    /// Forget in-flight sync state with a peer (on disconnect): the persisted shared heads stay.
+    pub fn peer_gone(&mut self, peer: &str) {
+        self.sync_states.retain(|(p, _), _| p != peer);
+        self.sent_certs.remove(peer);
+    }
+
+    /// The next sync message for `peer` about `doc`, if there is anything to say and the peer
+    /// may hold the document.
+    pub fn sync_out(&mut self, peer: &str, peer_unit: &UnitId, id: &DocId) -> Option<SyncMessage> {
+        let doc = self.docs.get(id)?;
+        let h = &doc.header().header;
+        if !h.scope.may_hold(&h.unit, peer_unit) {
+            return None;
+        }
+        let mut state = self.state_for(peer, id);
+        let first = state.their_heads.as_ref().is_none_or(|h| h.is_empty());
+        let doc = self.docs.get_mut(id)?;
+        let out = doc.generate_sync(&mut state);
+        let header = first.then(|| doc.header().clone());
+        let kind = doc.kind();
+        self.keep_state(peer, id, state);
+        let out = out?;
+        let certificates = self.certificates_for(peer, &out.signatures);
+        let attestations = if kind == Kind::TaskList {
+            self.admission_attestations(id)
+        } else {
+            Vec::new()
+        };
+        self.metrics.sync_rounds.inc();
+        Some(SyncMessage {
+            doc: *id,
+            header,
+            message: Some(out.message),
+            signatures: out.signatures,
+            certificates,
+            attestations,
+        })
+    }
+
+    fn certificates_for(&mut self, peer: &str, sigs: &[ChangeSignature]) -> Vec<Certificate> {
+        let authors: BTreeSet<PublicKey> = sigs.iter().map(|s| s.author).collect();
+        let sent = self.sent_certs.entry(peer.to_owned()).or_default();
+        let mut out = Vec::new();
+        for a in authors {
+            for c in self.trust.chain_of(&a) {
+                if sent.insert(c.id()) {
+                    out.push(c);
+                }
+            }
+        }
+        out
+    }
+
+    fn admission_attestations(&self, id: &DocId) -> Vec<Attestation> {
+        let Ok(list) = kinds::tasks::hydrate(self.docs[id].read()) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for t in list.tasks.values() {
+            if let Some(a) = &t.admission {
+                for aid in [&a.review, &a.approval] {
+                    if let Some(att) = aid
+                        .parse::<RecordId>()
+                        .ok()
+                        .and_then(|r| self.attestations.get(&r))
+                    {
+                        out.push(att.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Take a peer's sync message. `Ok(reply)` means it was applied (the reply may be `None`
+    /// when we have nothing to say); `Err` means nothing of it was applied.
+    pub fn sync_in(
+        &mut self,
+        peer: &str,
+        peer_unit: &UnitId,
+        msg: SyncMessage,
+    ) -> Result<Option<SyncMessage>, SyncRefused> {
+        let now = now_ms();
+        let id = msg.doc;
+        if !msg.certificates.is_empty() {
+            self.trust.insert_certificates(msg.certificates.clone())?;
+            for c in &msg.certificates {
+                let _ = self.store.put_certificate(c);
+            }
+        }
+        let network = self.trust.network();
+        for att in &msg.attestations {
+            if self.attestations.get(&att.id()).is_none()
+                && self.attestations.insert(att.clone(), &network).is_ok()
+            {
+                let _ = self.store.put_attestation(att);
+            }
+        }
+        if !self.docs.contains_key(&id) {
+            let header = msg.header.clone().ok_or(SyncRefused::UnknownDocument(id))?;
+            if header.id() != id {
+                return Err(SyncRefused::HeaderMismatch(id));
+            }
+            let h = &header.header;
+            if !h.scope.may_hold(&h.unit, &self.unit.id) {
+                return Err(SyncRefused::OutOfScope {
+                    doc: id,
+                    scope: h.scope.as_str(),
+                    unit: h.unit.clone(),
+                    me: self.unit.id.clone(),
+                });
+            }
+            header.check(&self.trust)?;
+            self.store
+                .put_header(&header)
+                .map_err(|e| SyncRefused::Storage(e.to_string()))?;
+            self.docs.insert(id, Document::empty(header, fresh_actor()));
+            self.metrics.documents.set(self.docs.len() as i64);
+        }
+        {
+            let h = &self.docs[&id].header().header;
+            if !h.scope.may_hold(&h.unit, &self.unit.id) {
+                return Err(SyncRefused::OutOfScope {
+                    doc: id,
+                    scope: h.scope.as_str(),
+                    unit: h.unit.clone(),
+                    me: self.unit.id.clone(),
+                });
+            }
+        }
+        let mut state = self.state_for(peer, &id);
+        let applied = match &msg.message {
+            Some(bytes) => {
+                let ctx = Context {
+                    trust: &self.trust,
+                    attestations: &self.attestations,
+                    limits: &self.limits,
+                    now_ms: now,
+                };
+                let doc = self.docs.get_mut(&id).expect("inserted above");
+                let r = doc.receive_sync(
+                    &ctx,
+                    &mut state,
+                    network,
+                    bytes,
+                    msg.signatures,
+                    &self.wire_limits,
+                );
+                match r {
+                    Ok(a) => a,
+                    Err(e) => {
+                        self.keep_state(peer, &id, state);
+                        self.metrics.rejection(e.reason());
+                        return Err(e.into());
+                    }
+                }
+            }
+            None => Applied {
+                new: Vec::new(),
+                duplicates: 0,
+                heads: Vec::new(),
+            },
+        };
+        if !applied.new.is_empty() {
+            self.persist_remote(&id, &applied)
+                .map_err(|e| SyncRefused::Storage(e.to_string()))?;
+            let doc = self.docs.get_mut(&id).expect("present");
+            let newest = applied
+                .new
+                .iter()
+                .filter_map(|h| doc.change_bytes(h))
+                .filter_map(|b| automerge::Change::from_bytes(b).ok())
+                .map(|c| c.timestamp())
+                .max()
+                .unwrap_or(now);
+            self.metrics.convergence_lag_ms.set((now - newest).max(0));
+            self.metrics
+                .changes_applied
+                .inc_by(applied.new.len() as u64);
+            self.changed.insert(id);
+            self.after_change(&id);
+        }
+        self.keep_state(peer, &id, state);
+        Ok(self.sync_out(peer, peer_unit, &id))
+    }
+
+    fn persist_remote(&mut self, id: &DocId, applied: &Applied) -> Result<(), Error> {
+        let doc = self
+            .docs
+            .get_mut(id)
+            .ok_or_else(|| Error::UnknownDoc(id.to_string()))?;
+        let mut batch = Vec::with_capacity(applied.new.len());
+        for h in &applied.new {
+            let bytes = doc
+                .change_bytes(h)
+                .expect("an applied change is in the document");
+            let sig = doc
+                .signature(h)
+                .expect("an applied change has its signature")
+                .clone();
+            batch.push((bytes, sig));
+        }
+        self.store.append_changes(id, &batch)?;
+        self.bump_incremental(id, applied.new.len())
+    }
+
+    /// Sign a checkpoint if this is a district node and the interval has passed.
+    pub fn is_district(&self) -> bool {
+        self.unit.kind == UnitKind::District
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}
+
+fn unit_entry(u: &Unit) -> kinds::directory::UnitEntry {
+    let kind = match u.kind {
+        UnitKind::District => kinds::directory::UnitKind::District,
+        UnitKind::Street => kinds::directory::UnitKind::Street,
+        UnitKind::Community => kinds::directory::UnitKind::Community,
+        UnitKind::Grid => kinds::directory::UnitKind::Grid,
+    };
+    kinds::directory::UnitEntry {
+        name: u.name.clone(),
+        kind,
+        parent: u.id.parent().map(|p| p.to_string()),
+    }
+}
+
+pub fn read_genesis(path: &Path) -> Result<Genesis, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Genesis {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    let g: Genesis = serde_json::from_str(&text).map_err(|e| Error::Genesis {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    g.validate().map_err(|e| Error::Genesis {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    Ok(g)
+}

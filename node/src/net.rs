@@ -1,0 +1,873 @@
+//! The network loop: one libp2p swarm, one task, one `select!` over swarm events, API commands
+//! and timers. It owns no document state; every peer message goes through the engine.
+//!
+//! Per peer: hello first (refused peers are disconnected), then inventories, then sync sessions
+//! per document. Gossipsub announcements trigger sessions as soon as heads change; anti-entropy
+//! re-sends inventories on an interval to repair what announcements missed. A peer whose inputs
+//! keep being refused is disconnected and refused for a while; everyone else is served as usual.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::core::Transport;
+use libp2p::core::transport::MemoryTransport;
+use libp2p::core::upgrade::Version;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, gossipsub,
+    identify, mdns, noise, ping, request_response, yamux,
+};
+use linli_crdt_model::doc::DocId;
+use linli_crdt_model::keys::{PublicKey, SecretKey};
+use linli_crdt_model::unit::Unit;
+use tokio::sync::mpsc;
+use tracing::{debug, info, info_span, warn};
+
+use crate::config::Config;
+use crate::engine::{SyncRefused, now_ms};
+use crate::protocol::{self, Announce, Request, Response, SyncMessage};
+use crate::shared::{NetCommand, PeerInfo, Shared};
+
+/// Which transports a swarm uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transports {
+    /// TCP and QUIC, as a real node runs.
+    Real,
+    /// libp2p's in-process memory transport, for tests of many nodes in one process.
+    Memory,
+}
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    blocked: allow_block_list::Behaviour<allow_block_list::BlockedPeers>,
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+    gossipsub: gossipsub::Behaviour,
+    sync: request_response::cbor::Behaviour<Request, Response>,
+}
+
+impl std::fmt::Debug for Behaviour {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Behaviour")
+    }
+}
+
+/// The libp2p keypair of a node key (the same ed25519 key its certificate names).
+pub fn keypair(key: &SecretKey) -> libp2p::identity::Keypair {
+    libp2p::identity::Keypair::ed25519_from_bytes(key.to_seed())
+        .expect("32 bytes are a valid ed25519 seed")
+}
+
+/// The ed25519 key behind a peer id, if it is one (linli nodes only use ed25519).
+pub fn peer_key(peer: &PeerId) -> Option<PublicKey> {
+    let mh = peer.as_ref();
+    if mh.code() != 0 {
+        return None;
+    }
+    let pk = libp2p::identity::PublicKey::try_decode_protobuf(mh.digest()).ok()?;
+    let ed = pk.try_into_ed25519().ok()?;
+    Some(PublicKey(ed.to_bytes()))
+}
+
+fn behaviour(
+    key: &libp2p::identity::Keypair,
+    config: &Config,
+    transports: Transports,
+) -> Result<Behaviour, String> {
+    let sync = &config.sync;
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .heartbeat_interval(Duration::from_millis(500))
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .max_transmit_size(64 * 1024)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        gossip_config,
+    )?;
+    gossipsub
+        .with_peer_score(
+            gossipsub::PeerScoreParams::default(),
+            gossipsub::PeerScoreThresholds::default(),
+        )
+        .map_err(|e| e.to_string())?;
+    let codec = request_response::cbor::codec::Codec::default()
+        .set_request_size_maximum(sync.message_bytes_max)
+        .set_response_size_maximum(sync.message_bytes_max);
+    let rr = request_response::Behaviour::with_codec(
+        codec,
+        [(
+            StreamProtocol::new(protocol::PROTOCOL),
+            request_response::ProtocolSupport::Full,
+        )],
+        request_response::Config::default()
+            .with_request_timeout(Duration::from_millis(sync.request_timeout_ms))
+            .with_max_concurrent_streams(256),
+    );
+    let n = &config.network;
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(n.connections_max))
+        .with_max_established_per_peer(Some(n.connections_per_peer_max))
+        .with_max_pending_incoming(Some(n.pending_incoming_max));
+    let mdns = if n.mdns && transports == Transports::Real {
+        Some(
+            mdns::tokio::Behaviour::new(mdns::Config::default(), key.public().to_peer_id())
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
+    Ok(Behaviour {
+        blocked: allow_block_list::Behaviour::default(),
+        limits: connection_limits::Behaviour::new(limits),
+        identify: identify::Behaviour::new(identify::Config::new(
+            "/linli/1".to_owned(),
+            key.public(),
+        )),
+        ping: ping::Behaviour::new(ping::Config::new().with_interval(Duration::from_secs(10))),
+        mdns: mdns.into(),
+        gossipsub,
+        sync: rr,
+    })
+}
+
+/// Build the swarm for a node key.
+pub fn swarm(
+    key: &SecretKey,
+    config: &Config,
+    transports: Transports,
+) -> Result<Swarm<Behaviour>, String> {
+    let kp = keypair(key);
+    let idle = libp2p::swarm::Config::with_tokio_executor()
+        .with_idle_connection_timeout(Duration::from_secs(3600));
+    match transports {
+        Transports::Real => Ok(libp2p::SwarmBuilder::with_existing_identity(kp)
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| e.to_string())?
+            .with_quic()
+            .with_behaviour(|key| behaviour(key, config, transports).map_err(boxed))
+            .map_err(|e| e.to_string())?
+            .with_swarm_config(|_| idle)
+            .build()),
+        Transports::Memory => Ok(libp2p::SwarmBuilder::with_existing_identity(kp)
+            .with_tokio()
+            .with_other_transport(|key| {
+                let noise = noise::Config::new(key).map_err(|e| boxed(e.to_string()))?;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    MemoryTransport::default()
+                        .upgrade(Version::V1)
+                        .authenticate(noise)
+                        .multiplex(yamux::Config::default())
+                        .boxed(),
+                )
+            })
+            .map_err(|e| e.to_string())?
+            .with_behaviour(|key| behaviour(key, config, transports).map_err(boxed))
+            .map_err(|e| e.to_string())?
+            .with_swarm_config(|_| idle)
+            .build()),
+    }
+}
+
+fn boxed(e: String) -> Box<dyn std::error::Error + Send + Sync> {
+    e.into()
+}
+
+/// What the loop knows of one peer.
+#[derive(Debug, Default)]
+struct Peer {
+    unit: Option<Unit>,
+    hello_sent: bool,
+    connected: bool,
+    addresses: HashSet<Multiaddr>,
+    rtt_ms: Option<u64>,
+    last_seen_ms: Option<i64>,
+    offences: u32,
+    /// Documents with a sync request in flight, and rounds so far in the session.
+    in_flight: HashMap<DocId, u32>,
+    /// Documents to sync again once the in-flight round finishes.
+    again: HashSet<DocId>,
+}
+
+/// The network side of a running node.
+pub struct Net {
+    swarm: Swarm<Behaviour>,
+    shared: Arc<Shared>,
+    commands: mpsc::Receiver<NetCommand>,
+    peers: HashMap<PeerId, Peer>,
+    blocked: HashSet<PeerId>,
+    bans: HashMap<PeerId, i64>,
+    topic: gossipsub::IdentTopic,
+    bootstrap: Vec<Multiaddr>,
+    config: Config,
+}
+
+impl std::fmt::Debug for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Net")
+            .field("peer_id", self.swarm.local_peer_id())
+            .finish()
+    }
+}
+
+impl Net {
+    /// Start listening; returns the loop, ready to `run`.
+    pub fn new(
+        mut swarm: Swarm<Behaviour>,
+        shared: Arc<Shared>,
+        commands: mpsc::Receiver<NetCommand>,
+        listen: &[Multiaddr],
+    ) -> Result<Net, String> {
+        let (config, network) = {
+            let e = shared.engine();
+            (e.config().clone(), e.trust().network())
+        };
+        for addr in listen {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        }
+        let topic = gossipsub::IdentTopic::new(protocol::topic(&network));
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .map_err(|e| e.to_string())?;
+        let bootstrap = config
+            .network
+            .bootstrap
+            .iter()
+            .map(|a| {
+                a.parse::<Multiaddr>()
+                    .map_err(|e| format!("bootstrap address {a:?}: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Net {
+            swarm,
+            shared,
+            commands,
+            peers: HashMap::new(),
+            blocked: HashSet::new(),
+            bans: HashMap::new(),
+            topic,
+            bootstrap,
+            config,
+        })
+    }
+
+    pub fn local_peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// Run until `shutdown` resolves.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        let mut anti_entropy = tokio::time::interval(Duration::from_millis(
+            self.config.sync.anti_entropy_interval_ms.max(100),
+        ));
+        let mut redial = tokio::time::interval(Duration::from_millis(
+            self.config.network.redial_interval_ms.max(100),
+        ));
+        let checkpoint_ms = self.config.checkpoint.interval_ms;
+        let mut checkpoint = tokio::time::interval(Duration::from_millis(checkpoint_ms.max(1000)));
+        checkpoint.tick().await; // the first tick fires at once; a checkpoint at start is not useful
+        self.dial_bootstrap();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                // Local work before new work from remotes.
+                biased;
+                _ = &mut shutdown => break,
+                Some(cmd) = self.commands.recv() => self.command(cmd),
+                event = self.swarm.select_next_some() => self.event(event),
+                _ = anti_entropy.tick() => self.anti_entropy(),
+                _ = redial.tick() => { self.dial_bootstrap(); self.redial_known(); }
+                _ = checkpoint.tick(), if checkpoint_ms > 0 => self.checkpoint(),
+            }
+            self.announce();
+            self.publish_peers();
+        }
+        info!("network loop stopped");
+    }
+
+    fn command(&mut self, cmd: NetCommand) {
+        match cmd {
+            NetCommand::Block(peer) => {
+                info!(%peer, "blocking peer");
+                self.blocked.insert(peer);
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+            }
+            NetCommand::Unblock(peer) => {
+                info!(%peer, "unblocking peer");
+                self.blocked.remove(&peer);
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                self.dial_peer(peer);
+            }
+            NetCommand::UnblockAll => {
+                for peer in std::mem::take(&mut self.blocked) {
+                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                    self.dial_peer(peer);
+                }
+                self.dial_bootstrap();
+            }
+            NetCommand::SyncNow => self.anti_entropy(),
+            NetCommand::Announce => {}
+        }
+    }
+
+    fn dial_bootstrap(&mut self) {
+        for addr in self.bootstrap.clone() {
+            let peer = addr.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+                _ => None,
+            });
+            if let Some(peer) = peer {
+                if peer == *self.swarm.local_peer_id()
+                    || self.blocked.contains(&peer)
+                    || self.swarm.is_connected(&peer)
+                {
+                    continue;
+                }
+                self.peers
+                    .entry(peer)
+                    .or_default()
+                    .addresses
+                    .insert(addr.clone());
+            }
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                debug!(%addr, error = %e, "dial failed");
+            }
+        }
+    }
+
+    fn redial_known(&mut self) {
+        let now = now_ms();
+        self.bans.retain(|_, until| *until > now);
+        let todo: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(p, s)| {
+                !s.connected
+                    && !s.addresses.is_empty()
+                    && !self.blocked.contains(p)
+                    && !self.bans.contains_key(p)
+            })
+            .map(|(p, _)| *p)
+            .collect();
+        for p in todo {
+            self.dial_peer(p);
+        }
+    }
+
+    fn dial_peer(&mut self, peer: PeerId) {
+        let addrs: Vec<Multiaddr> = self
+            .peers
+            .get(&peer)
+            .map(|p| p.addresses.iter().cloned().collect())
+            .unwrap_or_default();
+        if addrs.is_empty() || self.swarm.is_connected(&peer) {
+            return;
+        }
+        let opts = libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .build();
+        if let Err(e) = self.swarm.dial(opts) {
+            debug!(%peer, error = %e, "redial failed");
+        }
+    }
+
+    fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(%address, "listening");
+                if let Ok(mut info) = self.shared.info.write() {
+                    info.peer_id = self.swarm.local_peer_id().to_string();
+                    info.listen.push(address.to_string());
+                }
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } => {
+                let p = self.peers.entry(peer_id).or_default();
+                p.connected = true;
+                p.last_seen_ms = Some(now_ms());
+                if endpoint.is_dialer() {
+                    p.addresses.insert(endpoint.get_remote_address().clone());
+                }
+                if !p.hello_sent {
+                    p.hello_sent = true;
+                    let hello = self.shared.engine().hello();
+                    self.swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_request(&peer_id, Request::Hello(hello));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                if let Some(p) = self.peers.get_mut(&peer_id) {
+                    p.connected = false;
+                    p.hello_sent = false;
+                    p.unit = None;
+                    p.in_flight.clear();
+                    p.again.clear();
+                }
+                self.shared.engine().peer_gone(&peer_id.to_string());
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.sync_event(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.announcement(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    self.peers.entry(peer).or_default().addresses.insert(addr);
+                    if !self.blocked.contains(&peer) {
+                        self.dial_peer(peer);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                let p = self.peers.entry(peer_id).or_default();
+                for a in info.listen_addrs {
+                    if !a.iter().any(|p| matches!(p, libp2p::multiaddr::Protocol::Ip4(ip) if ip.is_unspecified())) {
+                        p.addresses.insert(a);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            })) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.rtt_ms = Some(rtt.as_millis() as u64);
+                    p.last_seen_ms = Some(now_ms());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn sync_event(&mut self, event: request_response::Event<Request, Response>) {
+        use request_response::{Event, Message};
+        match event {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let response = self.request(peer, request);
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response);
+            }
+            Event::Message {
+                peer,
+                message: Message::Response { response, .. },
+                ..
+            } => self.response(peer, response),
+            Event::OutboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "request failed");
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.in_flight.clear();
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                debug!(%peer, %error, "inbound request failed")
+            }
+            Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn request(&mut self, peer: PeerId, request: Request) -> Response {
+        let size = request_size(&request);
+        self.shared.engine().metrics.bytes_in.inc_by(size);
+        let response = match request {
+            Request::Hello(hello) => match self.hello(peer, &hello) {
+                Ok(()) => Response::Hello(self.shared.engine().hello()),
+                Err(e) => rejected(&e),
+            },
+            Request::Inventory(inv) => match self.peers.get(&peer).and_then(|p| p.unit.clone()) {
+                None => rejected(&SyncRefused::NoHello),
+                Some(unit) => {
+                    let (mine, todo) = {
+                        let mut e = self.shared.engine();
+                        let todo = e.to_sync(&unit.id, &inv);
+                        (e.inventory_for(&unit.id), todo)
+                    };
+                    for doc in todo {
+                        self.start_session(peer, doc);
+                    }
+                    Response::Inventory(mine)
+                }
+            },
+            Request::Sync(msg) => match self.peers.get(&peer).and_then(|p| p.unit.clone()) {
+                None => rejected(&SyncRefused::NoHello),
+                Some(unit) => {
+                    let span = info_span!("sync", %peer, doc = %msg.doc.short());
+                    let _enter = span.enter();
+                    let result =
+                        self.shared
+                            .engine()
+                            .sync_in(&peer.to_string(), &unit.id, (*msg).clone());
+                    match result {
+                        Ok(reply) => Response::Sync(Box::new(reply.unwrap_or(SyncMessage {
+                            doc: msg.doc,
+                            header: None,
+                            message: None,
+                            signatures: Vec::new(),
+                            certificates: Vec::new(),
+                            attestations: Vec::new(),
+                        }))),
+                        Err(e) => {
+                            self.offence(peer, &e);
+                            rejected(&e)
+                        }
+                    }
+                }
+            },
+        };
+        let size = response_size(&response);
+        self.shared.engine().metrics.bytes_out.inc_by(size);
+        response
+    }
+
+    fn hello(&mut self, peer: PeerId, hello: &protocol::Hello) -> Result<(), SyncRefused> {
+        let key = peer_key(&peer)
+            .ok_or_else(|| SyncRefused::Hello("peer id is not an ed25519 key".to_owned()))?;
+        let unit = self.shared.engine().accept_hello(hello, &key);
+        match unit {
+            Ok(unit) => {
+                info!(%peer, unit = %unit.id, "peer said hello");
+                let first = self.peers.get(&peer).is_none_or(|p| p.unit.is_none());
+                self.peers.entry(peer).or_default().unit = Some(unit.clone());
+                if first {
+                    let inv = self.shared.engine().inventory_for(&unit.id);
+                    self.swarm
+                        .behaviour_mut()
+                        .sync
+                        .send_request(&peer, Request::Inventory(inv));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                warn!(%peer, reason = e.reason(), error = %e, "refusing peer");
+                self.shared.engine().metrics.rejection(e.reason());
+                let _ = self.swarm.disconnect_peer_id(peer);
+                Err(e)
+            }
+        }
+    }
+
+    fn response(&mut self, peer: PeerId, response: Response) {
+        let size = response_size(&response);
+        self.shared.engine().metrics.bytes_in.inc_by(size);
+        match response {
+            Response::Hello(hello) => {
+                let _ = self.hello(peer, &hello);
+            }
+            Response::Inventory(inv) => {
+                let Some(unit) = self.peers.get(&peer).and_then(|p| p.unit.clone()) else {
+                    return;
+                };
+                let todo = self.shared.engine().to_sync(&unit.id, &inv);
+                for doc in todo {
+                    self.start_session(peer, doc);
+                }
+            }
+            Response::Sync(msg) => {
+                let doc = msg.doc;
+                let Some(unit) = self.peers.get(&peer).and_then(|p| p.unit.clone()) else {
+                    return;
+                };
+                let next = if msg.message.is_some() {
+                    let result = self
+                        .shared
+                        .engine()
+                        .sync_in(&peer.to_string(), &unit.id, *msg);
+                    match result {
+                        Ok(next) => next,
+                        Err(e) => {
+                            self.offence(peer, &e);
+                            None
+                        }
+                    }
+                } else {
+                    self.shared
+                        .engine()
+                        .sync_out(&peer.to_string(), &unit.id, &doc)
+                };
+                self.continue_session(peer, doc, next);
+            }
+            Response::Rejected { reason, detail } => {
+                warn!(%peer, %reason, %detail, "peer refused our request");
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.in_flight.clear();
+                }
+            }
+        }
+    }
+
+    fn start_session(&mut self, peer: PeerId, doc: DocId) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let Some(unit) = p.unit.clone() else { return };
+        if p.in_flight.contains_key(&doc) {
+            p.again.insert(doc);
+            return;
+        }
+        let msg = self
+            .shared
+            .engine()
+            .sync_out(&peer.to_string(), &unit.id, &doc);
+        if let Some(msg) = msg {
+            self.send_sync(peer, doc, msg, 0);
+        }
+    }
+
+    fn continue_session(&mut self, peer: PeerId, doc: DocId, next: Option<SyncMessage>) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let rounds = p.in_flight.remove(&doc).unwrap_or(0) + 1;
+        let again = p.again.remove(&doc);
+        match next {
+            Some(msg) if rounds < self.config.sync.rounds_per_session_max => {
+                self.send_sync(peer, doc, msg, rounds)
+            }
+            _ if again => self.start_session(peer, doc),
+            _ => {}
+        }
+    }
+
+    fn send_sync(&mut self, peer: PeerId, doc: DocId, msg: SyncMessage, rounds: u32) {
+        let req = Request::Sync(Box::new(msg));
+        self.shared
+            .engine()
+            .metrics
+            .bytes_out
+            .inc_by(request_size(&req));
+        self.swarm.behaviour_mut().sync.send_request(&peer, req);
+        if let Some(p) = self.peers.get_mut(&peer) {
+            p.in_flight.insert(doc, rounds);
+        }
+    }
+
+    fn offence(&mut self, peer: PeerId, e: &SyncRefused) {
+        warn!(%peer, reason = e.reason(), error = %e, "refused input from peer");
+        if !e.is_offence() {
+            return;
+        }
+        let max = self.config.sync.offences_max;
+        let p = self.peers.entry(peer).or_default();
+        p.offences += 1;
+        if p.offences >= max {
+            warn!(%peer, offences = p.offences, "disconnecting peer for repeated invalid input");
+            p.offences = 0;
+            self.bans
+                .insert(peer, now_ms() + self.config.sync.ban_ms as i64);
+            self.shared.engine().metrics.disconnects_for_offences.inc();
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
+    fn announcement(
+        &mut self,
+        source: PeerId,
+        id: gossipsub::MessageId,
+        message: gossipsub::Message,
+    ) {
+        let decoded: Option<Announce> = serde_json::from_slice(&message.data).ok();
+        let acceptance = if decoded.is_some() {
+            gossipsub::MessageAcceptance::Accept
+        } else {
+            gossipsub::MessageAcceptance::Reject
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&id, &source, acceptance);
+        let Some(ann) = decoded else { return };
+        let Some(origin) = message.source else { return };
+        let Some(unit) = self.peers.get(&origin).and_then(|p| p.unit.clone()) else {
+            return;
+        };
+        let (held, differs) = {
+            let mut e = self.shared.engine();
+            match e.doc_mut(&ann.doc) {
+                Ok(d) => {
+                    let mut mine: Vec<[u8; 32]> = d.heads().iter().map(|h| h.0).collect();
+                    mine.sort();
+                    let mut theirs = ann.heads.clone();
+                    theirs.sort();
+                    (true, mine != theirs)
+                }
+                Err(_) => (false, true),
+            }
+        };
+        if !differs {
+            return;
+        }
+        if held {
+            self.start_session(origin, ann.doc);
+        } else {
+            // We lack the document: our inventory tells the origin, which pushes it if we may
+            // hold it.
+            let inv = self.shared.engine().inventory_for(&unit.id);
+            self.swarm
+                .behaviour_mut()
+                .sync
+                .send_request(&origin, Request::Inventory(inv));
+        }
+    }
+
+    fn announce(&mut self) {
+        let changed: Vec<(DocId, Announce)> = {
+            let mut e = self.shared.engine();
+            let ids = e.take_changed();
+            ids.into_iter()
+                .filter_map(|id| {
+                    let d = e.doc_mut(&id).ok()?;
+                    let unit = d.header().header.unit.clone();
+                    let heads = d.heads().iter().map(|h| h.0).collect();
+                    Some((
+                        id,
+                        Announce {
+                            doc: id,
+                            unit,
+                            heads,
+                        },
+                    ))
+                })
+                .collect()
+        };
+        for (id, ann) in changed {
+            let bytes = serde_json::to_vec(&ann).expect("an announcement serializes");
+            if let Err(e) = self
+                .swarm
+                .behaviour_mut()
+                .gossipsub
+                .publish(self.topic.clone(), bytes)
+            {
+                debug!(doc = %id.short(), error = %e, "announcement not published");
+            }
+            // Peers that are already connected get a session straight away; gossipsub is the
+            // path for those further away.
+            let peers: Vec<PeerId> = self
+                .peers
+                .iter()
+                .filter(|(_, p)| p.unit.is_some())
+                .map(|(id, _)| *id)
+                .collect();
+            for peer in peers {
+                self.start_session(peer, id);
+            }
+        }
+    }
+
+    fn anti_entropy(&mut self) {
+        let peers: Vec<(PeerId, Unit)> = self
+            .peers
+            .iter()
+            .filter_map(|(id, p)| p.unit.clone().map(|u| (*id, u)))
+            .collect();
+        for (peer, unit) in peers {
+            let inv = self.shared.engine().inventory_for(&unit.id);
+            self.swarm
+                .behaviour_mut()
+                .sync
+                .send_request(&peer, Request::Inventory(inv));
+        }
+    }
+
+    fn checkpoint(&mut self) {
+        let mut e = self.shared.engine();
+        if !e.is_district() {
+            return;
+        }
+        match e.checkpoint() {
+            Ok(id) => info!(checkpoint = %id.short(), "signed a checkpoint"),
+            Err(err) => warn!(error = %err, "could not sign a checkpoint"),
+        }
+    }
+
+    fn publish_peers(&mut self) {
+        let list: Vec<PeerInfo> = self
+            .peers
+            .iter()
+            .map(|(id, p)| PeerInfo {
+                peer_id: id.to_string(),
+                unit: p.unit.as_ref().map(|u| u.id.to_string()),
+                unit_name: p.unit.as_ref().map(|u| u.name.clone()),
+                addresses: p.addresses.iter().map(|a| a.to_string()).collect(),
+                connected: p.connected,
+                blocked: self.blocked.contains(id),
+                rtt_ms: p.rtt_ms,
+                last_seen_ms: p.last_seen_ms,
+                offences: p.offences,
+            })
+            .collect();
+        let n = list
+            .iter()
+            .filter(|p| p.connected && p.unit.is_some())
+            .count();
+        self.shared.engine().metrics.peers.set(n as i64);
+        if let Ok(mut peers) = self.shared.peers.write() {
+            *peers = list;
+        }
+    }
+}
+
+fn rejected(e: &SyncRefused) -> Response {
+    Response::Rejected {
+        reason: e.reason().to_owned(),
+        detail: e.to_string(),
+    }
+}
+
+fn sync_size(m: &SyncMessage) -> u64 {
+    (m.message.as_ref().map_or(0, Vec::len) + m.signatures.len() * 128 + m.certificates.len() * 300)
+        as u64
+}
+
+fn request_size(r: &Request) -> u64 {
+    match r {
+        Request::Sync(m) => sync_size(m),
+        Request::Inventory(i) => (i.docs.len() * 64) as u64,
+        Request::Hello(_) => 512,
+    }
+}
+
+fn response_size(r: &Response) -> u64 {
+    match r {
+        Response::Sync(m) => sync_size(m),
+        Response::Inventory(i) => (i.docs.len() * 64) as u64,
+        Response::Hello(_) => 512,
+        Response::Rejected { detail, .. } => detail.len() as u64,
+    }
+}

@@ -1,0 +1,91 @@
+//! The wire protocol between nodes: `/linli/sync/1`, request-response over libp2p, CBOR-framed
+//! with size limits on both directions.
+//!
+//! 1. **Hello** first, both ways: network id, protocol version, the node's unit and certificate
+//!    chain. A peer of another network, or whose libp2p key is not a certified node key, is
+//!    refused with the reason and disconnected.
+//! 2. **Inventory**: the documents the receiver may hold, with their heads. Sent after hello and
+//!    every anti-entropy interval; it tells each side which documents need a sync session.
+//! 3. **Sync**: one Automerge sync message about one document, with the signatures of the changes
+//!    it carries, the certificates that prove their authors and — for task lists — the
+//!    attestations their admitted tasks rely on. The reply is the receiver's next message.
+//!
+//! Gossipsub (topic `linli/<network>/heads`) carries [`Announce`]: new heads of a document, so a
+//! change made at a community reaches its street and district without waiting for anti-entropy.
+
+use linli_crdt_model::attest::Attestation;
+use linli_crdt_model::cert::Certificate;
+use linli_crdt_model::doc::{DocId, SignedHeader};
+use linli_crdt_model::document::ChangeSignature;
+use linli_crdt_model::genesis::NetworkId;
+use linli_crdt_model::unit::UnitId;
+use serde::{Deserialize, Serialize};
+
+/// Request-response protocol name; the version is in the name so old and new nodes do not
+/// misread each other.
+pub const PROTOCOL: &str = "/linli/sync/1";
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Request {
+    Hello(Hello),
+    Inventory(Inventory),
+    Sync(Box<SyncMessage>),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Response {
+    Hello(Hello),
+    Inventory(Inventory),
+    Sync(Box<SyncMessage>),
+    /// The request was refused; `reason` is a stable label (`bad-signature`, `out-of-scope`…).
+    Rejected {
+        reason: String,
+        detail: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hello {
+    pub network: NetworkId,
+    pub protocol_version: u32,
+    pub unit: UnitId,
+    /// The node key's certificate and those above it.
+    pub chain: Vec<Certificate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryEntry {
+    pub doc: DocId,
+    pub heads: Vec<[u8; 32]>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Inventory {
+    pub docs: Vec<InventoryEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SyncMessage {
+    pub doc: DocId,
+    /// Sent until the peer is known to hold the document.
+    pub header: Option<SignedHeader>,
+    /// An Automerge sync message, or `None` when the sender has nothing more to say.
+    pub message: Option<Vec<u8>>,
+    pub signatures: Vec<ChangeSignature>,
+    pub certificates: Vec<Certificate>,
+    pub attestations: Vec<Attestation>,
+}
+
+/// New heads of a document, announced over gossipsub.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Announce {
+    pub doc: DocId,
+    pub unit: UnitId,
+    pub heads: Vec<[u8; 32]>,
+}
+
+/// The gossipsub topic of a network.
+pub fn topic(network: &NetworkId) -> String {
+    format!("linli/{}/heads", network.short())
+}

@@ -1,0 +1,81 @@
+//! What the network loop and the HTTP API share: the engine behind a lock, a bounded channel of
+//! commands to the network loop, and a snapshot of the peers.
+
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::engine::Engine;
+
+/// Commands the API sends to the network loop.
+#[derive(Debug)]
+pub enum NetCommand {
+    /// Refuse and drop connections to this peer (simulates a partition in the testnet).
+    Block(libp2p::PeerId),
+    Unblock(libp2p::PeerId),
+    /// Unblock every blocked peer.
+    UnblockAll,
+    /// Run anti-entropy with every peer now.
+    SyncNow,
+    /// Announce documents changed by a local edit.
+    Announce,
+}
+
+/// A connected (or blocked) peer, as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub peer_id: String,
+    /// The peer's unit, once its hello was accepted.
+    pub unit: Option<String>,
+    pub unit_name: Option<String>,
+    pub addresses: Vec<String>,
+    pub connected: bool,
+    pub blocked: bool,
+    pub rtt_ms: Option<u64>,
+    pub last_seen_ms: Option<i64>,
+    pub offences: u32,
+}
+
+/// Facts about the running network side.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct NetInfo {
+    pub peer_id: String,
+    pub listen: Vec<String>,
+}
+
+/// Shared by the network loop and the API.
+#[derive(Debug)]
+pub struct Shared {
+    engine: Mutex<Engine>,
+    pub net: mpsc::Sender<NetCommand>,
+    pub peers: RwLock<Vec<PeerInfo>>,
+    pub info: RwLock<NetInfo>,
+    /// The bearer token every API request must carry.
+    pub token: String,
+}
+
+impl Shared {
+    pub fn new(engine: Engine, net: mpsc::Sender<NetCommand>, token: String) -> Arc<Shared> {
+        Arc::new(Shared {
+            engine: Mutex::new(engine),
+            net,
+            peers: RwLock::new(Vec::new()),
+            info: RwLock::new(NetInfo::default()),
+            token,
+        })
+    }
+
+    /// Lock the engine. A panic while holding the lock must not take the node down with it:
+    /// the engine's state is only changed through operations that complete or refuse whole, so
+    /// the data behind a poisoned lock is still consistent.
+    pub fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn peers(&self) -> Vec<PeerInfo> {
+        self.peers.read().map(|p| p.clone()).unwrap_or_default()
+    }
+}
