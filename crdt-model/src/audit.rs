@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use automerge::ChangeHash;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::attest::{self, AdmissionRef, Statement};
 use crate::document::Document;
@@ -13,7 +13,7 @@ use crate::kinds::{self, Kind};
 use crate::trust::Trust;
 
 /// The signed history of one document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Audit {
     pub doc: String,
     pub kind: Kind,
@@ -31,7 +31,7 @@ pub struct Audit {
 }
 
 /// One change, judged.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Entry {
     pub hash: String,
     pub at_ms: i64,
@@ -47,7 +47,7 @@ pub struct Entry {
     pub covered_by: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AttestationView {
     pub id: String,
     pub statement: Statement,
@@ -62,7 +62,7 @@ pub struct AttestationView {
 }
 
 /// Filing state of a convention (备案).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "kebab-case")]
 pub enum Filing {
     NotFiled,
@@ -92,7 +92,7 @@ impl Filing {
 }
 
 /// A problem found by a verification pass.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
     pub doc: String,
     pub what: String,

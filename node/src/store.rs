@@ -301,7 +301,7 @@ impl Store {
 
     /// Store a document's header. Durable on return.
     pub fn put_header(&self, header: &SignedHeader) -> Result<(), Error> {
-        let bytes = postcard::to_allocvec(header).map_err(|e| Error::Sled(e.to_string()))?;
+        let bytes = postcard::to_allocvec(header).expect("postcard encoding of a plain struct");
         self.headers
             .insert(header.id().0, bytes)
             .map_err(|e| self.sled(e))?;
@@ -319,14 +319,14 @@ impl Store {
         if changes.is_empty() {
             return Ok(());
         }
-        let records = changes
+        let records: Vec<_> = changes
             .iter()
             .map(|(bytes, sig)| {
                 let sig_bytes =
-                    postcard::to_allocvec(sig).map_err(|e| Error::Sled(e.to_string()))?;
-                Ok((bytes.as_slice(), key2(&doc.0, &sig.hash), sig_bytes))
+                    postcard::to_allocvec(sig).expect("postcard encoding of a plain struct");
+                (bytes.as_slice(), key2(&doc.0, &sig.hash), sig_bytes)
             })
-            .collect::<Result<Vec<_>, Error>>()?;
+            .collect();
         for _ in 0..APPEND_ATTEMPTS_MAX {
             // Ids are drawn outside the transaction closure, which sled may run more than once.
             let keys = records

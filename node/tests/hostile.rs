@@ -1,0 +1,1012 @@
+//! A rogue peer against a real network: district, street and community nodes over libp2p's
+//! memory transport, and a hand-built libp2p swarm that speaks `/linli/sync/1` with crafted
+//! messages aimed at the community's task list.
+//!
+//! The rogue holds certified node keys of a sibling community that never runs, so its hello is
+//! accepted and every message reaches the checks behind it. Each class of bad input gets its own
+//! key (one offence each, below the node's `offences_max`), and the outcome of each is one row of
+//! a table: the reason the node answered with, and whether its HTTP API still answers. Then one
+//! key keeps offending until it is disconnected and banned, and an honest edit at the community
+//! must still reach the district.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use automerge::sync::{ChunkList, Message, MessageVersion};
+use automerge::transaction::CommitOptions;
+use automerge::{ActorId, AutoCommit, Change, ChangeHash};
+use expect_test::expect;
+use futures::StreamExt;
+use libp2p::core::Transport;
+use libp2p::core::transport::MemoryTransport;
+use libp2p::core::upgrade::Version;
+use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, noise, yamux};
+use linli_crdt_model::cert::{Certificate, Role};
+use linli_crdt_model::doc::{DocId, Header, SCHEMA_VERSION, Scope};
+use linli_crdt_model::document::{ChangeSignature, Document};
+use linli_crdt_model::genesis::{Genesis, NetworkId};
+use linli_crdt_model::keys::SecretKey;
+use linli_crdt_model::kinds::{self, Kind};
+use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
+use linli_crdt_model::wire;
+use linli_node::config::{Config, Layout};
+use linli_node::engine::{Engine, now_ms};
+use linli_node::keystore;
+use linli_node::net::{self, Transports};
+use linli_node::ops::Op;
+use linli_node::protocol::{self, Hello, Request, Response, SyncMessage};
+use linli_node::run::{self, Options, Running};
+use linli_node::setup::{self, PlanPerson, PlanUnit};
+use linli_node::shared::NetCommand;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+static MEMORY_PORT: AtomicU64 = AtomicU64::new(2_000_000);
+
+const DAY: i64 = 24 * 60 * 60 * 1000;
+const SHENGLI: &str = "tiedong/jiefang/shengli";
+const QIANJIN: &str = "tiedong/jiefang/qianjin";
+/// Offences before the community disconnects a peer (the default is 5).
+const OFFENCES_MAX: u32 = 3;
+/// The community's sync message limit, lowered from 16 MiB so an oversized request is cheap.
+const MESSAGE_BYTES_MAX: u64 = 1024 * 1024;
+
+fn unit(id: &str, kind: UnitKind, name: &str) -> Unit {
+    Unit {
+        id: UnitId::new(id).unwrap(),
+        kind,
+        name: name.to_owned(),
+    }
+}
+
+/// 铁东区 → 解放街道 → 胜利社区, which run, and 前进社区, which does not: its node keys are the
+/// rogue's, and its writer is the "writer of another community".
+fn plan() -> Vec<PlanUnit> {
+    let writer = |h: &str, n: &str| PlanPerson {
+        handle: h.to_owned(),
+        holder: n.to_owned(),
+        role: Role::Writer,
+    };
+    vec![
+        PlanUnit {
+            unit: unit("tiedong", UnitKind::District, "铁东区"),
+            people: Vec::new(),
+        },
+        PlanUnit {
+            unit: unit("tiedong/jiefang", UnitKind::Street, "解放街道"),
+            people: Vec::new(),
+        },
+        PlanUnit {
+            unit: unit(SHENGLI, UnitKind::Community, "胜利社区"),
+            people: vec![writer("wangfang", "王芳"), writer("liqiang", "李强")],
+        },
+        PlanUnit {
+            unit: unit(QIANJIN, UnitKind::Community, "前进社区"),
+            people: vec![writer("wangfang", "赵敏")],
+        },
+    ]
+}
+
+fn config(u: &Unit) -> Config {
+    let mut c = Config::new(u.id.clone());
+    c.network.mdns = false;
+    c.network.redial_interval_ms = 300;
+    c.sync.anti_entropy_interval_ms = 1_000;
+    c.sync.request_timeout_ms = 5_000;
+    c.checkpoint.interval_ms = 0;
+    if u.id.as_str() == SHENGLI {
+        c.sync.offences_max = OFFENCES_MAX;
+        c.sync.message_bytes_max = MESSAGE_BYTES_MAX;
+    }
+    c
+}
+
+fn key_of(dir: &Path, handle: &str) -> SecretKey {
+    keystore::read_key(&Layout::new(dir).people().join(format!("{handle}.key"))).unwrap()
+}
+
+// ---- the rogue ----
+
+type RogueSwarm = Swarm<request_response::cbor::Behaviour<Request, Response>>;
+
+/// What the rogue saw of one request.
+#[derive(Debug)]
+enum Outcome {
+    Answered(Response),
+    Failed(String),
+}
+
+impl Outcome {
+    fn label(&self) -> String {
+        match self {
+            Outcome::Answered(Response::Rejected { reason, .. }) => format!("rejected {reason}"),
+            Outcome::Answered(Response::Sync(_)) => "accepted".to_owned(),
+            Outcome::Answered(Response::Hello(_)) => "hello".to_owned(),
+            Outcome::Answered(Response::Inventory(_)) => "inventory".to_owned(),
+            Outcome::Failed(_) => "failed".to_owned(),
+        }
+    }
+
+    /// What the table leaves out, for the log.
+    fn detail(&self) -> String {
+        match self {
+            Outcome::Answered(Response::Rejected { detail, .. }) => detail.clone(),
+            Outcome::Answered(_) => String::new(),
+            Outcome::Failed(why) => why.clone(),
+        }
+    }
+}
+
+/// A peer that is no linli node: only request-response on `/linli/sync/1`, driven by hand.
+struct Rogue {
+    swarm: RogueSwarm,
+    hello: Hello,
+    node: PeerId,
+    addr: Multiaddr,
+    connected: bool,
+    /// The node's hellos, answered only once ours is, so the node cannot judge us (and perhaps
+    /// disconnect us) before it has answered our own hello.
+    parked: Vec<ResponseChannel<Response>>,
+    hello_answered: bool,
+}
+
+impl Rogue {
+    fn new(key: &SecretKey, hello: Hello, node: &Running) -> Rogue {
+        let codec = request_response::cbor::codec::Codec::default()
+            .set_request_size_maximum(64 * 1024 * 1024)
+            .set_response_size_maximum(64 * 1024 * 1024);
+        let behaviour = request_response::Behaviour::with_codec(
+            codec,
+            [(
+                StreamProtocol::new(protocol::PROTOCOL),
+                ProtocolSupport::Full,
+            )],
+            request_response::Config::default().with_request_timeout(Duration::from_secs(5)),
+        );
+        let swarm = libp2p::SwarmBuilder::with_existing_identity(net::keypair(key))
+            .with_tokio()
+            .with_other_transport(|key| {
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    MemoryTransport::default()
+                        .upgrade(Version::V1)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default())
+                        .boxed(),
+                )
+            })
+            .unwrap()
+            .with_behaviour(|_| behaviour)
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        Rogue {
+            swarm,
+            hello,
+            node: node.peer_id,
+            addr: node.dial_addr().expect("the node listens"),
+            connected: false,
+            parked: Vec::new(),
+            hello_answered: false,
+        }
+    }
+
+    /// Dial the node and say hello; the node's answer (or why there was none).
+    async fn connect(&mut self) -> Outcome {
+        self.hello_answered = false;
+        if let Err(e) = self.swarm.dial(self.addr.clone()) {
+            return Outcome::Failed(format!("dial: {e}"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.connected {
+            match self.next(deadline).await {
+                Some(SwarmEvent::OutgoingConnectionError { error, .. }) => {
+                    return Outcome::Failed(format!("dial: {error}"));
+                }
+                Some(other) => self.handle(other),
+                None => return Outcome::Failed("no connection within 5 s".to_owned()),
+            }
+        }
+        let outcome = self.request(Request::Hello(self.hello.clone())).await;
+        self.hello_answered = true;
+        for channel in std::mem::take(&mut self.parked) {
+            let _ = self
+                .swarm
+                .behaviour_mut()
+                .send_response(channel, Response::Hello(self.hello.clone()));
+        }
+        outcome
+    }
+
+    /// Send one request and wait for its answer, serving the node's own requests meanwhile.
+    async fn request(&mut self, request: Request) -> Outcome {
+        let id = self.swarm.behaviour_mut().send_request(&self.node, request);
+        let deadline = Instant::now() + Duration::from_secs(8);
+        loop {
+            match self.next(deadline).await {
+                None => return Outcome::Failed("no answer within 8 s".to_owned()),
+                Some(event) => {
+                    if let Some(outcome) = self.answer_to(id, &event) {
+                        self.handle_rest(event);
+                        return outcome;
+                    }
+                    self.handle(event);
+                }
+            }
+        }
+    }
+
+    fn answer_to(
+        &self,
+        id: OutboundRequestId,
+        event: &SwarmEvent<request_response::Event<Request, Response>>,
+    ) -> Option<Outcome> {
+        use request_response::{Event, Message};
+        match event {
+            SwarmEvent::Behaviour(Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            }) if *request_id == id => Some(Outcome::Answered(response.clone())),
+            SwarmEvent::Behaviour(Event::OutboundFailure {
+                request_id, error, ..
+            }) if *request_id == id => Some(Outcome::Failed(error.to_string())),
+            _ => None,
+        }
+    }
+
+    /// The bookkeeping part of an event already used as an answer.
+    fn handle_rest(&mut self, event: SwarmEvent<request_response::Event<Request, Response>>) {
+        if let SwarmEvent::ConnectionClosed {
+            num_established: 0, ..
+        } = event
+        {
+            self.connected = false;
+        }
+    }
+
+    /// Wait until the node closes the connection; whether it did within `within`.
+    async fn closed_within(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while self.connected {
+            match self.next(deadline).await {
+                Some(event) => self.handle(event),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    async fn next(
+        &mut self,
+        deadline: Instant,
+    ) -> Option<SwarmEvent<request_response::Event<Request, Response>>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, self.swarm.select_next_some())
+            .await
+            .ok()
+    }
+
+    fn handle(&mut self, event: SwarmEvent<request_response::Event<Request, Response>>) {
+        use request_response::{Event, Message};
+        match event {
+            SwarmEvent::ConnectionEstablished { .. } => self.connected = true,
+            SwarmEvent::ConnectionClosed {
+                num_established: 0, ..
+            } => self.connected = false,
+            SwarmEvent::Behaviour(Event::Message {
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) => {
+                let response = match request {
+                    Request::Hello(_) if !self.hello_answered => {
+                        self.parked.push(channel);
+                        return;
+                    }
+                    Request::Hello(_) => Response::Hello(self.hello.clone()),
+                    // Echo the node's inventory, so it sees nothing to sync with us.
+                    Request::Inventory(inv) => Response::Inventory(inv),
+                    Request::Sync(_) => Response::Rejected {
+                        reason: "rogue".to_owned(),
+                        detail: "not listening".to_owned(),
+                    },
+                };
+                let _ = self.swarm.behaviour_mut().send_response(channel, response);
+            }
+            _ => {}
+        }
+    }
+}
+
+// ---- crafted bytes (after crdt-model's wire.rs tests) ----
+
+const MESSAGE_TYPE_SYNC_V1: u8 = 0x42;
+const MAGIC_BYTES: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+const CHUNK_TYPE_COMPRESSED: u8 = 2;
+
+fn uleb(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A V1 message with no heads and no needs: `haves` as (last_sync, bloom bytes), then change
+/// chunks.
+fn crafted(haves: &[Vec<u8>], changes: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = vec![MESSAGE_TYPE_SYNC_V1, 0, 0];
+    uleb(&mut out, haves.len() as u64);
+    for bloom in haves {
+        uleb(&mut out, 0); // last_sync
+        uleb(&mut out, bloom.len() as u64);
+        out.extend_from_slice(bloom);
+    }
+    uleb(&mut out, changes.len() as u64);
+    for chunk in changes {
+        uleb(&mut out, chunk.len() as u64);
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+fn bloom(entries: u32, bits_per_entry: u32, probes: u32, bits_len: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    uleb(&mut out, entries.into());
+    uleb(&mut out, bits_per_entry.into());
+    uleb(&mut out, probes.into());
+    out.resize(out.len() + bits_len, 0xff);
+    out
+}
+
+/// Bits written least significant first, as deflate packs them.
+struct BitWriter {
+    out: Vec<u8>,
+    acc: u8,
+    n_bits: u32,
+}
+
+impl BitWriter {
+    fn bits(&mut self, value: u32, count: u32) {
+        for i in 0..count {
+            self.acc |= (((value >> i) & 1) as u8) << self.n_bits;
+            self.n_bits += 1;
+            if self.n_bits == 8 {
+                self.out.push(self.acc);
+                self.acc = 0;
+                self.n_bits = 0;
+            }
+        }
+    }
+
+    /// A Huffman code, which deflate packs most significant bit first.
+    fn code(&mut self, code: u32, len: u32) {
+        for i in (0..len).rev() {
+            self.bits((code >> i) & 1, 1);
+        }
+    }
+
+    fn zeros(&mut self, mut count: u64) {
+        while count > 0 && self.n_bits != 0 {
+            self.bits(0, 1);
+            count -= 1;
+        }
+        self.out.resize(self.out.len() + (count / 8) as usize, 0);
+        self.bits(0, (count % 8) as u32);
+    }
+}
+
+/// One dynamic-Huffman deflate block: a literal zero, then `n_matches` copies of "258 bytes at
+/// distance 1", each coded in 2 bits, so it inflates 1032-fold.
+fn deflate_bomb(n_matches: u64) -> Vec<u8> {
+    let mut w = BitWriter {
+        out: Vec::new(),
+        acc: 0,
+        n_bits: 0,
+    };
+    w.bits(1, 1); // final block
+    w.bits(2, 2); // dynamic Huffman codes
+    w.bits(286 - 257, 5); // literal/length codes 0..=285
+    w.bits(2 - 1, 5); // distance codes 0 and 1
+    w.bits(18 - 4, 4); // code length codes, in the order below
+    let order = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1];
+    for symbol in order {
+        let len = match symbol {
+            18 => 1,
+            1 | 2 => 2,
+            _ => 0,
+        };
+        w.bits(len, 3);
+    }
+    w.code(0b11, 2); // literal 0: length 2
+    w.code(0, 1); // 138 unused literals
+    w.bits(138 - 11, 7);
+    w.code(0, 1); // 117 more
+    w.bits(117 - 11, 7);
+    w.code(0b11, 2); // end of block (256): length 2
+    w.code(0, 1); // lengths 257..=284 unused
+    w.bits(28 - 11, 7);
+    w.code(0b10, 2); // length 258 (285): length 1
+    w.code(0b10, 2); // distance 1: length 1
+    w.code(0b10, 2); // distance 2: length 1
+    w.code(0b10, 2); // the literal zero
+    w.zeros(2 * n_matches);
+    w.code(0b11, 2);
+    w.bits(0, 7); // flush
+    w.out
+}
+
+/// A compressed change chunk (zero checksum) whose body inflates to `258 * n_matches` bytes.
+fn compressed_chunk(body: &[u8]) -> Vec<u8> {
+    let mut out = MAGIC_BYTES.to_vec();
+    out.extend_from_slice(&[0; 4]);
+    out.push(CHUNK_TYPE_COMPRESSED);
+    uleb(&mut out, body.len() as u64);
+    out.extend_from_slice(body);
+    out
+}
+
+// ---- forged changes ----
+
+/// A change made on a fork of `doc` at its heads, dated `at_ms`, signed by `signer` whatever
+/// its authority.
+fn forge(
+    network: NetworkId,
+    doc: &Document,
+    signer: &SecretKey,
+    at_ms: i64,
+    f: impl FnOnce(&mut AutoCommit),
+) -> (Change, ChangeSignature) {
+    let mut doc = doc.clone();
+    let heads = doc.heads();
+    let mut fork = doc.at(&heads).expect("fork at own heads");
+    fork.set_actor(ActorId::from(keystore::random_seed()[..16].to_vec()));
+    f(&mut fork);
+    fork.commit_with(CommitOptions::default().with_time(at_ms));
+    let change = fork.get_last_local_change().expect("a change").clone();
+    let sig = ChangeSignature::sign(network, doc.id(), change.hash(), signer);
+    (change, sig)
+}
+
+fn add_task(tx: &mut AutoCommit, id: &str, category: kinds::tasks::Category, admission: bool) {
+    let task = kinds::tasks::NewTask {
+        title: format!("任务 {id}"),
+        category,
+        due: None,
+        assignee: None,
+        note: String::new(),
+        admission: admission.then(|| kinds::tasks::Admission {
+            request_doc: hex::encode([1; 32]),
+            request_id: "r-none".to_owned(),
+            review: hex::encode([2; 32]),
+            approval: hex::encode([3; 32]),
+        }),
+    };
+    kinds::tasks::add_task(tx, id, &task, now_ms()).expect("a valid task");
+}
+
+fn duty(tx: &mut AutoCommit, id: &str) {
+    add_task(tx, id, kinds::tasks::Category::Duty, false);
+}
+
+/// A sync message about `doc` carrying `change` with the given signatures.
+fn carrying(doc: DocId, change: &Change, signatures: Vec<ChangeSignature>) -> SyncMessage {
+    let message = Message {
+        heads: vec![change.hash()],
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: ChunkList::from(vec![change.raw_bytes().to_vec()]),
+        flags: None,
+        version: MessageVersion::V1,
+    };
+    let mut msg = raw(
+        doc,
+        wire::encode_sync_message(message).expect("a V1 message"),
+    );
+    msg.signatures = signatures;
+    msg
+}
+
+fn raw(doc: DocId, bytes: Vec<u8>) -> SyncMessage {
+    SyncMessage {
+        doc,
+        header: None,
+        message: Some(bytes),
+        signatures: Vec::new(),
+        certificates: Vec::new(),
+        attestations: Vec::new(),
+    }
+}
+
+// ---- the network ----
+
+struct City {
+    genesis: Genesis,
+    district: Running,
+    community: Running,
+    _street: Running,
+    /// Certified node keys of 前进社区, one per rogue.
+    rogue_keys: Vec<(SecretKey, Certificate)>,
+    qianjin: Unit,
+    /// Keys of 胜利社区's writers and of 前进社区's writer.
+    wangfang: SecretKey,
+    liqiang: SecretKey,
+    other_writer: SecretKey,
+    /// A writer of 胜利社区 whose certificate expired yesterday.
+    expired: SecretKey,
+}
+
+/// Provision four units a week ago (so a certificate can have expired with its chain intact),
+/// certify the rogue's keys and an expired writer, and start the first three nodes, each
+/// dialing its parent.
+async fn start(dir: &Path, n_rogues: usize) -> City {
+    let now = now_ms();
+    let p = setup::provision(dir, "铁东区邻里网", &plan(), config, now - 7 * DAY).unwrap();
+    let by_unit = |id: &str| p.nodes.iter().find(|n| n.unit.id.as_str() == id).unwrap();
+    let (shengli, qianjin) = (by_unit(SHENGLI), by_unit(QIANJIN));
+    let qianjin_admin = key_of(&qianjin.dir, "admin");
+    let rogue_keys: Vec<(SecretKey, Certificate)> = (0..n_rogues)
+        .map(|i| {
+            let key = keystore::generate_key();
+            let cert = setup::certify(
+                &p.genesis,
+                &qianjin_admin,
+                key.public(),
+                qianjin.unit.clone(),
+                Role::Node,
+                format!("前进社区节点{i}"),
+                now - DAY,
+                setup::YEAR_MS,
+            );
+            (key, cert)
+        })
+        .collect();
+    let expired = keystore::generate_key();
+    let expired_cert = setup::certify(
+        &p.genesis,
+        &key_of(&shengli.dir, "admin"),
+        expired.public(),
+        shengli.unit.clone(),
+        Role::Writer,
+        "离职的孙丽".to_owned(),
+        now - 3 * DAY,
+        2 * DAY,
+    );
+    let mut certs: Vec<Certificate> = rogue_keys.iter().map(|(_, c)| c.clone()).collect();
+    certs.push(expired_cert);
+    let mut running = Vec::new();
+    let mut parent: Option<Multiaddr> = None;
+    for n in p.nodes.iter().filter(|n| n.unit.id.as_str() != QIANJIN) {
+        setup::import_offline(&n.dir, &p.genesis, &certs).unwrap();
+        let port = MEMORY_PORT.fetch_add(1, Ordering::Relaxed);
+        let listen: Multiaddr = format!("/memory/{port}").parse().unwrap();
+        let r = run::start_engine(
+            Engine::open(&n.dir).unwrap(),
+            Options {
+                transports: Transports::Memory,
+                listen: Some(vec![listen]),
+                bootstrap: parent.iter().cloned().collect(),
+            },
+        )
+        .await
+        .unwrap();
+        parent = r.dial_addr();
+        running.push(r);
+    }
+    let community = running.pop().unwrap();
+    let street = running.pop().unwrap();
+    let district = running.pop().unwrap();
+    City {
+        genesis: p.genesis.clone(),
+        district,
+        community,
+        _street: street,
+        rogue_keys,
+        qianjin: qianjin.unit.clone(),
+        wangfang: key_of(&shengli.dir, "wangfang"),
+        liqiang: key_of(&shengli.dir, "liqiang"),
+        other_writer: key_of(&qianjin.dir, "wangfang"),
+        expired,
+    }
+}
+
+fn heads_of(node: &Running, doc: &DocId) -> Option<Vec<ChangeHash>> {
+    let mut e = node.shared.engine();
+    let mut heads = e.doc_mut(doc).ok()?.heads();
+    heads.sort();
+    Some(heads)
+}
+
+/// Wait until the district holds `doc` with the community's heads.
+async fn reaches_district(city: &City, doc: &DocId, within: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if heads_of(&city.district, doc) == heads_of(&city.community, doc) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// The node's HTTP API answers `GET /v1/status` with 200 within a second.
+async fn healthy(node: &Running) -> bool {
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect(node.api_addr).await.ok()?;
+        let request = format!(
+            "GET /v1/status HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            node.api_addr, node.shared.token
+        );
+        s.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).await.ok()?;
+        Some(answer.starts_with(b"HTTP/1.1 200"))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), probe).await,
+        Ok(Some(true))
+    )
+}
+
+fn disconnects_for_offences(node: &Running) -> u64 {
+    let text = node.shared.engine().metrics.render();
+    text.lines()
+        .find_map(|l| l.strip_prefix("linli_disconnects_for_offences_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+impl City {
+    fn hello(&self, cert: &Certificate) -> Hello {
+        Hello {
+            network: self.genesis.network_id(),
+            protocol_version: protocol::PROTOCOL_VERSION,
+            unit: self.qianjin.id.clone(),
+            chain: vec![cert.clone()],
+        }
+    }
+
+    /// A rogue with a fresh certified key, connected to the community and past hello.
+    async fn rogue(&mut self) -> Rogue {
+        let (key, cert) = self.rogue_keys.pop().expect("enough rogue keys");
+        let mut rogue = Rogue::new(&key, self.hello(&cert), &self.community);
+        match rogue.connect().await {
+            Outcome::Answered(Response::Hello(_)) => rogue,
+            other => panic!("a certified rogue's hello was not accepted: {other:?}"),
+        }
+    }
+
+    fn tasks(&self) -> DocId {
+        self.community
+            .shared
+            .engine()
+            .own_doc(Kind::TaskList)
+            .unwrap()
+    }
+
+    fn forge(
+        &self,
+        signer: &SecretKey,
+        at_ms: i64,
+        f: impl FnOnce(&mut AutoCommit),
+    ) -> (Change, ChangeSignature) {
+        let tasks = self.tasks();
+        let e = self.community.shared.engine();
+        forge(
+            self.genesis.network_id(),
+            e.doc(&tasks).unwrap(),
+            signer,
+            at_ms,
+            f,
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let mut city = start(dir.path(), 24).await;
+    let tasks = city.tasks();
+    assert!(
+        reaches_district(&city, &tasks, Duration::from_secs(20)).await,
+        "the community's task list never reached the district"
+    );
+    eprintln!("converged after {:?}", started.elapsed());
+    let network = city.genesis.network_id();
+    let mut rows: Vec<String> = Vec::new();
+
+    // One class of bad input per rogue key: (name, message).
+    let now = now_ms();
+    let mut cases: Vec<(&str, SyncMessage)> = Vec::new();
+    {
+        let (c, _) = city.forge(&city.wangfang, now, |tx| duty(tx, "unsigned"));
+        cases.push(("unsigned change", carrying(tasks, &c, Vec::new())));
+    }
+    {
+        let (c, mut s) = city.forge(&city.wangfang, now, |tx| duty(tx, "bad-sig"));
+        s.signature.0[3] ^= 0x40;
+        cases.push(("bad signature", carrying(tasks, &c, vec![s])));
+    }
+    {
+        let stranger = keystore::generate_key();
+        let (c, s) = city.forge(&stranger, now, |tx| duty(tx, "stranger"));
+        cases.push(("key without certificate", carrying(tasks, &c, vec![s])));
+    }
+    {
+        let (c, s) = city.forge(&city.other_writer, now, |tx| duty(tx, "other"));
+        cases.push(("writer of another community", carrying(tasks, &c, vec![s])));
+    }
+    {
+        let (c, s) = city.forge(&city.expired, now, |tx| duty(tx, "expired"));
+        cases.push(("certificate expired", carrying(tasks, &c, vec![s])));
+    }
+    {
+        let (c, s) = city.forge(&city.wangfang, now + 60 * 60 * 1000, |tx| {
+            duty(tx, "future")
+        });
+        cases.push(("dated an hour ahead", carrying(tasks, &c, vec![s])));
+    }
+    {
+        city.community
+            .shared
+            .engine()
+            .revoke(city.liqiang.public(), "离职".to_owned(), Some("admin"))
+            .unwrap();
+        let (c, s) = city.forge(&city.liqiang, now, |tx| duty(tx, "revoked"));
+        cases.push(("revoked key", carrying(tasks, &c, vec![s])));
+    }
+    cases.push((
+        "zero-bit bloom filter",
+        raw(tasks, crafted(&[bloom(1, 0, 1, 0)], &[])),
+    ));
+    cases.push((
+        "u32::MAX bloom probes",
+        raw(tasks, crafted(&[bloom(1, 10, u32::MAX, 2)], &[])),
+    ));
+    cases.push((
+        "deflate bomb",
+        // 5 KB that inflate to 5 MB, over the 4 MiB change limit.
+        raw(
+            tasks,
+            crafted(&[], &[compressed_chunk(&deflate_bomb(20_000))]),
+        ),
+    ));
+    cases.push((
+        "garbage bytes",
+        raw(tasks, b"\x42 this is not automerge".to_vec()),
+    ));
+    {
+        let (c, s) = city.forge(&city.wangfang, now, |tx| {
+            add_task(tx, "adm-1", kinds::tasks::Category::Admitted, true)
+        });
+        cases.push((
+            "admitted task without approvals",
+            carrying(tasks, &c, vec![s]),
+        ));
+    }
+    {
+        let header = Header {
+            network,
+            kind: Kind::Convention,
+            unit: city.qianjin.id.clone(),
+            scope: Scope::Unit,
+            title: "前进社区内部公约".to_owned(),
+            created_at_ms: now,
+            schema_version: SCHEMA_VERSION,
+            creator: city.other_writer.public(),
+            period: None,
+        }
+        .sign(&city.other_writer);
+        let mut msg = raw(header.id(), crafted(&[], &[]));
+        msg.header = Some(header);
+        cases.push(("unit document of another unit", msg));
+    }
+
+    for (name, msg) in cases {
+        let mut rogue = city.rogue().await;
+        let outcome = rogue.request(Request::Sync(Box::new(msg))).await;
+        eprintln!("{name}: {}", outcome.detail());
+        let health = if healthy(&city.community).await {
+            "healthy"
+        } else {
+            "UNHEALTHY"
+        };
+        rows.push(format!("{name}: {}, {health}", outcome.label()));
+    }
+
+    // Another network's hello: refused with the reason, and disconnected.
+    {
+        let (key, cert) = city.rogue_keys.pop().unwrap();
+        let mut hello = city.hello(&cert);
+        hello.network = NetworkId([7; 32]);
+        let mut rogue = Rogue::new(&key, hello, &city.community);
+        let outcome = rogue.connect().await;
+        eprintln!("hello of another network: {}", outcome.detail());
+        let closed = rogue.closed_within(Duration::from_secs(2)).await;
+        rows.push(format!(
+            "hello of another network: {}, {}, {}",
+            outcome.label(),
+            if closed {
+                "disconnected"
+            } else {
+                "still connected"
+            },
+            if healthy(&city.community).await {
+                "healthy"
+            } else {
+                "UNHEALTHY"
+            }
+        ));
+    }
+
+    // An honest change, relayed by the rogue, twice: applied once, then a no-op.
+    {
+        let mut rogue = city.rogue().await;
+        let (c, s) = city.forge(&city.wangfang, now_ms(), |tx| duty(tx, "honest"));
+        let msg = carrying(tasks, &c, vec![s]);
+        for name in ["honest change", "same change again"] {
+            let before = heads_of(&city.community, &tasks);
+            let outcome = rogue.request(Request::Sync(Box::new(msg.clone()))).await;
+            let after = heads_of(&city.community, &tasks);
+            rows.push(format!(
+                "{name}: {}, {}, {}",
+                outcome.label(),
+                if before == after {
+                    "heads unchanged"
+                } else {
+                    "heads changed"
+                },
+                if healthy(&city.community).await {
+                    "healthy"
+                } else {
+                    "UNHEALTHY"
+                }
+            ));
+        }
+        assert!(
+            heads_of(&city.community, &tasks)
+                .unwrap()
+                .contains(&c.hash()),
+            "the honest change is at the community"
+        );
+    }
+
+    // Over the community's message limit: the codec refuses it before the engine sees it.
+    {
+        let mut rogue = city.rogue().await;
+        let big = raw(tasks, vec![0x42; MESSAGE_BYTES_MAX as usize + 1]);
+        let outcome = rogue.request(Request::Sync(Box::new(big))).await;
+        eprintln!("message over message_bytes_max: {}", outcome.detail());
+        rows.push(format!(
+            "message over message_bytes_max: {}, {}",
+            outcome.label(),
+            if healthy(&city.community).await {
+                "healthy"
+            } else {
+                "UNHEALTHY"
+            }
+        ));
+    }
+
+    // Repeated offences: disconnected after `offences_max`, then refused for the ban.
+    {
+        let before = disconnects_for_offences(&city.community);
+        let mut rogue = city.rogue().await;
+        let mut labels = Vec::new();
+        for i in 0..OFFENCES_MAX {
+            let (c, _) = city.forge(&city.wangfang, now_ms(), |tx| {
+                duty(tx, &format!("offence-{i}"))
+            });
+            let outcome = rogue
+                .request(Request::Sync(Box::new(carrying(tasks, &c, Vec::new()))))
+                .await;
+            eprintln!("offence {i}: {}", outcome.detail());
+            labels.push(outcome.label());
+        }
+        let closed = rogue.closed_within(Duration::from_secs(2)).await;
+        rows.push(format!(
+            "{OFFENCES_MAX} offences: {}, {}, disconnects_for_offences +{}",
+            labels[..labels.len() - 1].join(", "),
+            if closed {
+                "disconnected"
+            } else {
+                "still connected"
+            },
+            disconnects_for_offences(&city.community) - before
+        ));
+        // The reply to the last offence races the disconnect; it is not part of the table.
+        eprintln!("reply to the last offence: {}", labels[labels.len() - 1]);
+        let again = rogue.connect().await;
+        eprintln!("redial within the ban: {again:?}");
+        rows.push(format!(
+            "redial within the ban: {}",
+            match again {
+                Outcome::Answered(Response::Hello(_)) => "hello accepted".to_owned(),
+                Outcome::Answered(Response::Rejected { reason, .. }) =>
+                    format!("refused ({reason})"),
+                other => format!("refused ({})", other.label()),
+            }
+        ));
+    }
+
+    // The honest network still syncs: an edit at the community reaches the district, and
+    // nothing refused got into any store.
+    {
+        let op = Op::TaskAdd {
+            id: Some("after-attack".to_owned()),
+            task: kinds::tasks::NewTask {
+                title: "检查消防通道".to_owned(),
+                category: kinds::tasks::Category::Duty,
+                due: None,
+                assignee: None,
+                note: String::new(),
+                admission: None,
+            },
+        };
+        city.community
+            .shared
+            .engine()
+            .apply(&tasks, &op, Some("wangfang"))
+            .unwrap();
+        city.community
+            .shared
+            .net
+            .send(NetCommand::Announce)
+            .await
+            .unwrap();
+        let synced = reaches_district(&city, &tasks, Duration::from_secs(10)).await;
+        rows.push(format!(
+            "honest edit afterwards: {}",
+            if synced {
+                "reached the district"
+            } else {
+                "did NOT reach the district"
+            }
+        ));
+        for node in [&city.district, &city.community] {
+            let problems = node.shared.engine().verify();
+            assert!(problems.is_empty(), "{problems:?}");
+        }
+    }
+
+    eprintln!("hostile test took {:?}", started.elapsed());
+    expect![[r#"
+        unsigned change: rejected unsigned, healthy
+        bad signature: rejected bad-signature, healthy
+        key without certificate: rejected unknown-key, healthy
+        writer of another community: rejected not-permitted, healthy
+        certificate expired: rejected expired, healthy
+        dated an hour ahead: rejected future-timestamp, healthy
+        revoked key: rejected revoked, healthy
+        zero-bit bloom filter: rejected malformed, healthy
+        u32::MAX bloom probes: rejected malformed, healthy
+        deflate bomb: rejected malformed, healthy
+        garbage bytes: rejected malformed, healthy
+        admitted task without approvals: rejected admission, healthy
+        unit document of another unit: rejected out-of-scope, healthy
+        hello of another network: rejected wrong-network, disconnected, healthy
+        honest change: accepted, heads changed, healthy
+        same change again: accepted, heads unchanged, healthy
+        message over message_bytes_max: failed, healthy
+        3 offences: rejected unsigned, rejected unsigned, disconnected, disconnects_for_offences +1
+        redial within the ban: refused (failed)
+        honest edit afterwards: reached the district
+    "#]]
+    .assert_eq(&(rows.join("\n") + "\n"));
+
+    for node in [city.community, city._street, city.district] {
+        node.stop().await;
+    }
+}
