@@ -4,7 +4,10 @@
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error, 3 verification failed.
 
-#![allow(unreachable_pub, reason = "a binary crate: `pub` here means crate-wide")]
+#![allow(
+    unreachable_pub,
+    reason = "a binary crate: `pub` here means crate-wide"
+)]
 
 mod admin;
 mod client;

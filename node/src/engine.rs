@@ -964,8 +964,28 @@ impl Engine {
             },
             &issuer,
         );
+        // Refuse before storing anything: a certificate without a chain to the root would be
+        // kept and spread, and prove nothing.
+        let mut probe = self.trust.clone();
+        probe.insert_certificates([cert.clone()])?;
+        if !probe.is_chain_valid(&cert.id()) {
+            return Err(Error::Refused(EditRefused::Denied(
+                linli_crdt_model::trust::Denied::NotPermitted {
+                    key: issuer.public(),
+                    roles: format!(
+                        "not an administrator of {} or a unit above it",
+                        cert.body.unit.id
+                    ),
+                },
+            )));
+        }
         self.import_certificates(vec![cert.clone()])?;
         Ok(cert)
+    }
+
+    /// The public key a person (or the node, for `None`) signs with.
+    pub fn signer_key(&self, person: Option<&str>) -> Result<PublicKey, Error> {
+        Ok(self.keys.signer(person)?.public())
     }
 
     /// Add certificates to trust and store, and to the directory if this node holds it.
