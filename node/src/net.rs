@@ -207,7 +207,10 @@ pub struct Net {
     commands: mpsc::Receiver<NetCommand>,
     peers: HashMap<PeerId, Peer>,
     blocked: HashSet<PeerId>,
+    /// Peers refused for repeated invalid input, until when (ms). Blocked at the transport.
     bans: HashMap<PeerId, i64>,
+    /// Peers to drop once the response telling them why has been sent.
+    drop_after_response: HashSet<PeerId>,
     topic: gossipsub::IdentTopic,
     bootstrap: Vec<Multiaddr>,
     config: Config,
@@ -260,6 +263,7 @@ impl Net {
             peers: HashMap::new(),
             blocked: HashSet::new(),
             bans: HashMap::new(),
+            drop_after_response: HashSet::new(),
             topic,
             bootstrap,
             config,
@@ -315,8 +319,11 @@ impl Net {
             }
             NetCommand::UnblockAll => {
                 for peer in std::mem::take(&mut self.blocked) {
-                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
-                    self.dial_peer(peer);
+                    // A ban for invalid input is not a partition: it outlives `heal`.
+                    if !self.bans.contains_key(&peer) {
+                        self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                        self.dial_peer(peer);
+                    }
                 }
                 self.dial_bootstrap();
             }
@@ -352,7 +359,18 @@ impl Net {
 
     fn redial_known(&mut self) {
         let now = now_ms();
-        self.bans.retain(|_, until| *until > now);
+        let expired: Vec<PeerId> = self
+            .bans
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in expired {
+            self.bans.remove(&peer);
+            if !self.blocked.contains(&peer) {
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            }
+        }
         let todo: Vec<PeerId> = self
             .peers
             .iter()
@@ -497,9 +515,15 @@ impl Net {
                 }
             }
             Event::InboundFailure { peer, error, .. } => {
-                debug!(%peer, %error, "inbound request failed")
+                debug!(%peer, %error, "inbound request failed");
+                if let request_response::InboundFailure::Io(e) = &error {
+                    // An oversized or undecodable request: the peer made the node read it.
+                    let e = SyncRefused::Hello(format!("unreadable request: {e}"));
+                    self.offence(peer, &e, false);
+                }
+                self.drop_if_marked(peer);
             }
-            Event::ResponseSent { .. } => {}
+            Event::ResponseSent { peer, .. } => self.drop_if_marked(peer),
         }
     }
 
@@ -509,7 +533,11 @@ impl Net {
         let response = match request {
             Request::Hello(hello) => match self.hello(peer, &hello) {
                 Ok(()) => Response::Hello(self.shared.engine().hello()),
-                Err(e) => rejected(&e),
+                Err(e) => {
+                    // Tell the peer why, then drop it.
+                    self.drop_after_response.insert(peer);
+                    rejected(&e)
+                }
             },
             Request::Inventory(inv) => match self.peers.get(&peer).and_then(|p| p.unit.clone()) {
                 None => rejected(&SyncRefused::NoHello),
@@ -544,7 +572,7 @@ impl Net {
                             attestations: Vec::new(),
                         }))),
                         Err(e) => {
-                            self.offence(peer, &e);
+                            self.offence(peer, &e, true);
                             rejected(&e)
                         }
                     }
@@ -577,7 +605,6 @@ impl Net {
             Err(e) => {
                 warn!(%peer, reason = e.reason(), error = %e, "refusing peer");
                 self.shared.engine().metrics.rejection(e.reason());
-                let _ = self.swarm.disconnect_peer_id(peer);
                 Err(e)
             }
         }
@@ -588,7 +615,9 @@ impl Net {
         self.shared.engine().metrics.bytes_in.inc_by(size);
         match response {
             Response::Hello(hello) => {
-                let _ = self.hello(peer, &hello);
+                if self.hello(peer, &hello).is_err() {
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                }
             }
             Response::Inventory(inv) => {
                 let Some(unit) = self.peers.get(&peer).and_then(|p| p.unit.clone()) else {
@@ -612,7 +641,7 @@ impl Net {
                     match result {
                         Ok(next) => next,
                         Err(e) => {
-                            self.offence(peer, &e);
+                            self.offence(peer, &e, false);
                             None
                         }
                     }
@@ -678,7 +707,10 @@ impl Net {
         }
     }
 
-    fn offence(&mut self, peer: PeerId, e: &SyncRefused) {
+    /// Count an invalid input. At `offences_max` the peer is banned for `ban_ms`: blocked at the
+    /// transport, so it can neither stay nor reconnect. `in_request`: we still owe it a response
+    /// (saying why), so the block waits until that is sent.
+    fn offence(&mut self, peer: PeerId, e: &SyncRefused, in_request: bool) {
         warn!(%peer, reason = e.reason(), error = %e, "refused input from peer");
         if !e.is_offence() {
             return;
@@ -692,6 +724,22 @@ impl Net {
             self.bans
                 .insert(peer, now_ms() + self.config.sync.ban_ms as i64);
             self.shared.engine().metrics.disconnects_for_offences.inc();
+            if in_request {
+                self.drop_after_response.insert(peer);
+            } else {
+                self.swarm.behaviour_mut().blocked.block_peer(peer);
+            }
+        }
+    }
+
+    /// Drop a peer marked for it, now that its response is out.
+    fn drop_if_marked(&mut self, peer: PeerId) {
+        if !self.drop_after_response.remove(&peer) {
+            return;
+        }
+        if self.bans.contains_key(&peer) {
+            self.swarm.behaviour_mut().blocked.block_peer(peer);
+        } else {
             let _ = self.swarm.disconnect_peer_id(peer);
         }
     }

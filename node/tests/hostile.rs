@@ -535,7 +535,7 @@ struct City {
     genesis: Genesis,
     district: Running,
     community: Running,
-    _street: Running,
+    street: Running,
     /// Certified node keys of 前进社区, one per rogue.
     rogue_keys: Vec<(SecretKey, Certificate)>,
     qianjin: Unit,
@@ -611,7 +611,7 @@ async fn start(dir: &Path, n_rogues: usize) -> City {
         genesis: p.genesis.clone(),
         district,
         community,
-        _street: street,
+        street,
         rogue_keys,
         qianjin: qianjin.unit.clone(),
         wangfang: key_of(&shengli.dir, "wangfang"),
@@ -1019,7 +1019,7 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
     "#]]
     .assert_eq(&(rows.join("\n") + "\n"));
 
-    for node in [city.community, city._street, city.district] {
+    for node in [city.community, city.street, city.district] {
         node.stop().await;
     }
 }
