@@ -234,6 +234,18 @@ mod tests {
     }
 
     #[test]
+    fn example_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config");
+        for name in ["community.toml", "street.toml", "district.toml"] {
+            let c = Config::load(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(c.unit.depth() >= 1, "{name}");
+            for a in c.network.listen.iter().chain(&c.network.bootstrap) {
+                assert!(a.parse::<libp2p::Multiaddr>().is_ok(), "{name}: {a} is not a multiaddr");
+            }
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         let err =
             toml::from_str::<Config>("unit = \"tiedong\"\n[sync]\nintervall = 3\n").unwrap_err();
