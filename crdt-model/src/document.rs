@@ -23,7 +23,7 @@ use crate::attest::{self, AdmissionError, AdmissionRef};
 use crate::doc::{self, DocId, Header, HeaderError, SignedHeader};
 use crate::genesis::NetworkId;
 use crate::keys::{self, Domain, PublicKey, SecretKey, Signature};
-use crate::kinds::{self, EditError, Kind, SchemaError};
+use crate::kinds::{self, EditError, Kind, SchemaError, Touched};
 use crate::trust::{Denied, Grant, Trust};
 
 /// Limits on what one ingest may bring.
@@ -416,22 +416,19 @@ impl Document {
         {
             return Err(d.into());
         }
-        let out = match f(&mut self.doc) {
-            Ok(out) => out,
-            Err(e) => {
-                self.doc.rollback();
-                return Err(e.into());
-            }
-        };
-        if let Err(e) = validate_state(kind, &self.doc, ctx) {
-            self.doc.rollback();
-            return Err(e);
-        }
+        // Edit a copy: if anything below fails the document is untouched.
+        let mut scratch = self.doc.clone();
+        scratch.update_diff_cursor();
+        let out = f(&mut scratch)?;
         let mut opts = CommitOptions::default().with_time(at_ms);
         if let Some(m) = message {
             opts = opts.with_message(m);
         }
-        let hash = self.doc.commit_with(opts).ok_or(EditRefused::Empty)?;
+        let hash = scratch.commit_with(opts).ok_or(EditRefused::Empty)?;
+        let touched = Touched::from_patches(&scratch.diff_incremental());
+        scratch.reset_diff_cursor();
+        validate_state(kind, &scratch, &touched, ctx)?;
+        self.doc = scratch;
         let sig = ChangeSignature::sign(self.header.header.network, self.id, hash, author);
         self.signatures.insert(hash, sig.clone());
         Ok((out, sig))
@@ -539,30 +536,35 @@ impl Document {
             });
         }
 
-        // Apply to a copy, check the result, then swap it in.
+        // Apply to a copy, check what changed, then swap it in.
         let mut scratch = self.doc.clone();
+        scratch.update_diff_cursor();
         // automerge 0.12 can panic applying well-framed changes that name unknown actors or
         // missing objects (see wire.rs). The copy is thrown away on failure, so a panic here is
         // one more way of refusing the batch, never a crash of the node.
         let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            scratch.apply_changes(fresh.iter().cloned())
+            scratch.apply_changes(fresh.iter().cloned())?;
+            Ok::<_, automerge::AutomergeError>(scratch.diff_incremental())
         }));
-        match applied {
-            Ok(Ok(())) => {}
+        let patches = match applied {
+            Ok(Ok(patches)) => patches,
             Ok(Err(e)) => return Err(Rejected::Malformed(e.to_string())),
             Err(_) => {
                 return Err(Rejected::Malformed(
                     "automerge could not apply the changes".to_owned(),
                 ));
             }
-        }
-        validate_state(kind, &scratch, ctx).map_err(|e| match e {
-            EditRefused::Admission { task, error } => Rejected::Admission {
-                task,
-                reason: error.to_string(),
+        };
+        scratch.reset_diff_cursor();
+        validate_state(kind, &scratch, &Touched::from_patches(&patches), ctx).map_err(
+            |e| match e {
+                EditRefused::Admission { task, error } => Rejected::Admission {
+                    task,
+                    reason: error.to_string(),
+                },
+                other => Rejected::SchemaViolation(other.to_string()),
             },
-            other => Rejected::SchemaViolation(other.to_string()),
-        })?;
+        )?;
         self.doc = scratch;
         let new: Vec<ChangeHash> = fresh.iter().map(|c| c.hash()).collect();
         for sig in found {
@@ -597,32 +599,50 @@ impl Document {
     }
 }
 
-/// Schema and admission checks on a candidate state (pending operations included).
-fn validate_state(kind: Kind, doc: &AutoCommit, ctx: &Context<'_>) -> Result<(), EditRefused> {
-    kinds::validate(kind, doc)?;
+/// Schema and admission checks on a candidate state, for what `touched` says changed.
+fn validate_state(
+    kind: Kind,
+    doc: &AutoCommit,
+    touched: &Touched,
+    ctx: &Context<'_>,
+) -> Result<(), EditRefused> {
+    kinds::validate_touched(kind, doc, touched)?;
     if kind == Kind::TaskList {
-        check_admissions(doc, ctx)?;
+        if touched.root.is_empty() {
+            for (collection, id) in &touched.records {
+                if collection == kinds::tasks::TASKS_COLLECTION
+                    && let Some(adm) = kinds::tasks::admission_of(doc, id)?
+                {
+                    check_one_admission(id, &adm, ctx)?;
+                }
+            }
+        } else {
+            let list = kinds::tasks::hydrate(doc)?;
+            for (id, task) in &list.tasks {
+                if let Some(adm) = &task.admission {
+                    check_one_admission(id, adm, ctx)?;
+                }
+            }
+        }
     }
     Ok(())
 }
 
-fn check_admissions(doc: &AutoCommit, ctx: &Context<'_>) -> Result<(), EditRefused> {
-    let list = kinds::tasks::hydrate(doc)?;
-    for (id, task) in &list.tasks {
-        if let Some(adm) = &task.admission {
-            let r = AdmissionRef {
-                request_doc: &adm.request_doc,
-                request_id: &adm.request_id,
-                review: &adm.review,
-                approval: &adm.approval,
-            };
-            attest::check_admission(&r, ctx.attestations, ctx.trust).map_err(|error| {
-                EditRefused::Admission {
-                    task: id.clone(),
-                    error,
-                }
-            })?;
+fn check_one_admission(
+    id: &str,
+    adm: &kinds::tasks::Admission,
+    ctx: &Context<'_>,
+) -> Result<(), EditRefused> {
+    let r = AdmissionRef {
+        request_doc: &adm.request_doc,
+        request_id: &adm.request_id,
+        review: &adm.review,
+        approval: &adm.approval,
+    };
+    attest::check_admission(&r, ctx.attestations, ctx.trust).map_err(|error| {
+        EditRefused::Admission {
+            task: id.to_owned(),
+            error,
         }
-    }
-    Ok(())
+    })
 }

@@ -240,7 +240,10 @@ mod tests {
             let c = Config::load(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(c.unit.depth() >= 1, "{name}");
             for a in c.network.listen.iter().chain(&c.network.bootstrap) {
-                assert!(a.parse::<libp2p::Multiaddr>().is_ok(), "{name}: {a} is not a multiaddr");
+                assert!(
+                    a.parse::<libp2p::Multiaddr>().is_ok(),
+                    "{name}: {a} is not a multiaddr"
+                );
             }
         }
     }

@@ -291,6 +291,7 @@ impl Engine {
         engine.refresh_trust_from_directory();
         engine.unit = engine.node_unit()?;
         engine.ensure_own_documents()?;
+        engine.publish_to_directory()?;
         engine.metrics.documents.set(engine.docs.len() as i64);
         Ok(engine)
     }
@@ -329,12 +330,10 @@ impl Engine {
                 (
                     Kind::TaskList,
                     format!("{} 工作事项", self.unit.name),
-                    // A district's list holds requests that communities must see to admit.
-                    if self.unit.kind == UnitKind::District {
-                        Scope::Public
-                    } else {
-                        Scope::Chain
-                    },
+                    // A district's list holds requests that communities must see to admit, and a
+                    // street's or district's holds the responses (报到) to communities' whistles;
+                    // a community's list holds its own work and stays on its chain.
+                    if self.unit.kind == UnitKind::Community { Scope::Chain } else { Scope::Public },
                 ),
             ];
             if unit == top {
@@ -1080,6 +1079,57 @@ impl Engine {
         Ok(rev)
     }
 
+    /// Put every certificate and revocation this node knows, and their units, into the
+    /// directory if it holds it and they are missing (the top node's own certificate is issued
+    /// before the directory exists).
+    fn publish_to_directory(&mut self) -> Result<(), Error> {
+        let Some(dir) = self.directory_id().filter(|d| self.can_write(d)) else { return Ok(()) };
+        let Ok(current) = kinds::directory::hydrate(self.docs[&dir].read()) else { return Ok(()) };
+        let certs: Vec<Certificate> = self
+            .trust
+            .certificates()
+            .filter(|(id, _)| !current.certificates.contains_key(&id.to_string()))
+            .map(|(_, c)| c.clone())
+            .collect();
+        let revs: Vec<Revocation> = self
+            .trust
+            .revocations()
+            .filter(|(id, _)| !current.revocations.contains_key(&id.to_string()))
+            .map(|(_, r)| r.clone())
+            .collect();
+        let mut units: Vec<Unit> = vec![self.genesis().top.clone()];
+        units.extend(certs.iter().map(|c| c.body.unit.clone()));
+        units.sort_by(|a, b| a.id.cmp(&b.id));
+        units.dedup_by(|a, b| a.id == b.id);
+        units.retain(|u| !current.units.contains_key(u.id.as_str()));
+        if certs.is_empty() && revs.is_empty() && units.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let ctx = Context { trust: &self.trust, attestations: &self.attestations, limits: &self.limits, now_ms: now };
+        let signer = self.keys.node().clone();
+        let doc = self.docs.get_mut(&dir).ok_or_else(|| Error::UnknownDoc(dir.to_string()))?;
+        let (_, sig) = doc.edit(&ctx, &signer, now, Some("directory"), |tx| {
+            // Sorted by id, so parents come before children: the directory refuses a unit whose
+            // parent is missing, and such a unit is still certified.
+            for u in &units {
+                match kinds::directory::put_unit(tx, u.id.as_str(), &unit_entry(u)) {
+                    Ok(()) | Err(kinds::EditError::Invalid { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            for c in &certs {
+                kinds::directory::put_certificate(tx, &c.id().to_string(), &c.encode())?;
+            }
+            for r in &revs {
+                kinds::directory::put_revocation(tx, &r.id().to_string(), &r.encode())?;
+            }
+            Ok(())
+        })?;
+        self.persist_local(&dir, sig)?;
+        Ok(())
+    }
+
     fn can_write(&self, id: &DocId) -> bool {
         let Some(doc) = self.docs.get(id) else {
             return false;
@@ -1373,7 +1423,12 @@ impl Engine {
         let kind = doc.kind();
         self.keep_state(peer, id, state);
         let out = out?;
-        let certificates = self.certificates_for(peer, &out.signatures);
+        let mut certificates = self.certificates_for(peer, &out.signatures);
+        if let Some(h) = &header {
+            // The peer judges the header by its creator's chain, which may not have reached it
+            // yet when the document was relayed by a node in between.
+            certificates.extend(self.chain_for(peer, &h.header.creator));
+        }
         let attestations = if kind == Kind::TaskList {
             self.admission_attestations(id)
         } else {
@@ -1388,6 +1443,11 @@ impl Engine {
             certificates,
             attestations,
         })
+    }
+
+    fn chain_for(&mut self, peer: &str, key: &PublicKey) -> Vec<Certificate> {
+        let sent = self.sent_certs.entry(peer.to_owned()).or_default();
+        self.trust.chain_of(key).into_iter().filter(|c| sent.insert(c.id())).collect()
     }
 
     fn certificates_for(&mut self, peer: &str, sigs: &[ChangeSignature]) -> Vec<Certificate> {

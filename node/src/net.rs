@@ -180,6 +180,9 @@ pub fn swarm(
     }
 }
 
+/// How long a refused peer keeps its connection after its refusal was sent.
+const DROP_GRACE: Duration = Duration::from_millis(300);
+
 fn boxed(e: String) -> Box<dyn std::error::Error + Send + Sync> {
     e.into()
 }
@@ -211,6 +214,9 @@ pub struct Net {
     bans: HashMap<PeerId, i64>,
     /// Peers to drop once the response telling them why has been sent.
     drop_after_response: HashSet<PeerId>,
+    /// Peers to drop at a moment: a short grace after their last response, so it is read
+    /// before the connection closes.
+    drops_due: Vec<(std::time::Instant, PeerId)>,
     topic: gossipsub::IdentTopic,
     bootstrap: Vec<Multiaddr>,
     config: Config,
@@ -264,6 +270,7 @@ impl Net {
             blocked: HashSet::new(),
             bans: HashMap::new(),
             drop_after_response: HashSet::new(),
+            drops_due: Vec::new(),
             topic,
             bootstrap,
             config,
@@ -285,6 +292,7 @@ impl Net {
         let checkpoint_ms = self.config.checkpoint.interval_ms;
         let mut checkpoint = tokio::time::interval(Duration::from_millis(checkpoint_ms.max(1000)));
         checkpoint.tick().await; // the first tick fires at once; a checkpoint at start is not useful
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(100));
         self.dial_bootstrap();
         tokio::pin!(shutdown);
         loop {
@@ -297,6 +305,7 @@ impl Net {
                 _ = anti_entropy.tick() => self.anti_entropy(),
                 _ = redial.tick() => { self.dial_bootstrap(); self.redial_known(); }
                 _ = checkpoint.tick(), if checkpoint_ms > 0 => self.checkpoint(),
+                _ = housekeeping.tick(), if !self.drops_due.is_empty() => self.drop_due(),
             }
             self.announce();
             self.publish_peers();
@@ -732,11 +741,24 @@ impl Net {
         }
     }
 
-    /// Drop a peer marked for it, now that its response is out.
+    /// A peer marked for dropping has been sent its response: drop it after a grace period in
+    /// which the response can be read (closing at once can cut it off).
     fn drop_if_marked(&mut self, peer: PeerId) {
-        if !self.drop_after_response.remove(&peer) {
-            return;
+        if self.drop_after_response.remove(&peer) {
+            self.drops_due.push((std::time::Instant::now() + DROP_GRACE, peer));
         }
+    }
+
+    fn drop_due(&mut self) {
+        let now = std::time::Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = self.drops_due.drain(..).partition(|(at, _)| *at <= now);
+        self.drops_due = later;
+        for (_, peer) in due {
+            self.drop_now(peer);
+        }
+    }
+
+    fn drop_now(&mut self, peer: PeerId) {
         if self.bans.contains_key(&peer) {
             self.swarm.behaviour_mut().blocked.block_peer(peer);
         } else {

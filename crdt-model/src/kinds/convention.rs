@@ -215,6 +215,19 @@ pub fn adopt(doc: &mut AutoCommit, adoption: &Adoption) -> Result<(), EditError>
     Ok(())
 }
 
+/// Check one record, with the rules of [`hydrate`].
+pub(super) fn validate_record(
+    doc: &impl autosurgeon::ReadDoc,
+    collection: &str,
+    id: &str,
+) -> Result<(), SchemaError> {
+    match collection {
+        ARTICLES => super::one_record::<Article>(doc, collection, id).map(drop),
+        REVISIONS => super::one_record::<Revision>(doc, collection, id).map(drop),
+        other => Err(super::unknown_collection(other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use expect_test::expect;

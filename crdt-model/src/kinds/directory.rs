@@ -199,6 +199,22 @@ pub fn remove_list_item(doc: &mut AutoCommit, list: List, id: &str) -> Result<()
     super::delete_record(doc, list.key(), id)
 }
 
+/// Check one record, with the rules of [`hydrate`].
+pub(super) fn validate_record(
+    doc: &impl autosurgeon::ReadDoc,
+    collection: &str,
+    id: &str,
+) -> Result<(), SchemaError> {
+    match collection {
+        UNITS => super::one_record::<UnitEntry>(doc, collection, id).map(drop),
+        CERTIFICATES | REVOCATIONS => {
+            super::one_record::<autosurgeon::bytes::ByteVec>(doc, collection, id).map(drop)
+        }
+        DUTY_LIST | ASSISTANCE_LIST => super::one_record::<ListItem>(doc, collection, id).map(drop),
+        other => Err(super::unknown_collection(other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use automerge::ReadDoc;

@@ -38,6 +38,20 @@ pub fn put_attestation(doc: &mut AutoCommit, id: &str, bytes: &[u8]) -> Result<(
     super::put_blob(doc, ATTESTATIONS, id, bytes)
 }
 
+/// Check one record, with the rules of [`hydrate`].
+pub(super) fn validate_record(
+    doc: &impl autosurgeon::ReadDoc,
+    collection: &str,
+    id: &str,
+) -> Result<(), SchemaError> {
+    match collection {
+        ATTESTATIONS => {
+            super::one_record::<autosurgeon::bytes::ByteVec>(doc, collection, id).map(drop)
+        }
+        other => Err(super::unknown_collection(other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use automerge::ReadDoc;

@@ -314,6 +314,29 @@ pub fn publish(doc: &mut AutoCommit, at_ms: i64) -> Result<(), EditError> {
     Ok(())
 }
 
+/// Check one record, with the rules of [`hydrate`].
+pub(super) fn validate_record(
+    doc: &impl autosurgeon::ReadDoc,
+    collection: &str,
+    id: &str,
+) -> Result<(), SchemaError> {
+    match collection {
+        PARTICIPANTS => super::one_record::<Participant>(doc, collection, id).map(drop),
+        OPINIONS => super::one_record::<Opinion>(doc, collection, id).map(drop),
+        DECISIONS => super::one_record::<Decision>(doc, collection, id).map(drop),
+        FOLLOW_UPS => {
+            let Some(follow_up) = super::one_record::<FollowUp>(doc, collection, id)? else {
+                return Ok(());
+            };
+            if let Some(due) = &follow_up.due {
+                super::schema_date(|| format!("{FOLLOW_UPS}/{id}/due"), due)?;
+            }
+            Ok(())
+        }
+        other => Err(super::unknown_collection(other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use automerge::transaction::Transactable;

@@ -19,7 +19,7 @@
 //!   dates as `"YYYY-MM-DD"` and months as `"YYYY-MM"`, both validated here.
 //! - Enumerations are stored as kebab-case strings (`"in-progress"`), the same names serde uses.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use automerge::{ObjId, ObjType, ROOT, Value};
 use autosurgeon::{Hydrate, ReadDoc, Reconcile};
@@ -190,6 +190,134 @@ string_enum! {
 
 /// Checks that `doc` has the schema of `kind`, by hydrating it. Run on every ingest: a document
 /// a peer broke must be refused, not stored.
+/// What a set of changes wrote: root keys written directly, and records (collection, id) inside
+/// the root maps. Built from Automerge patches, so validating a change costs in proportion to
+/// the change, not to the document (a month's visit log holds thousands of records).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    pub root: BTreeSet<String>,
+    pub records: BTreeSet<(String, String)>,
+}
+
+impl Touched {
+    pub fn from_patches(patches: &[automerge::Patch]) -> Touched {
+        use automerge::{PatchAction, Prop};
+        let mut t = Touched::default();
+        let action_key = |a: &PatchAction| match a {
+            PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key } => Some(key.clone()),
+            PatchAction::Increment {
+                prop: Prop::Map(key),
+                ..
+            } => Some(key.clone()),
+            PatchAction::Conflict {
+                prop: Prop::Map(key),
+            } => Some(key.clone()),
+            _ => None,
+        };
+        for p in patches {
+            let prop = |i: usize| match p.path.get(i) {
+                Some((_, Prop::Map(k))) => Some(k.clone()),
+                _ => None,
+            };
+            match p.path.len() {
+                0 => match action_key(&p.action) {
+                    Some(k) => {
+                        t.root.insert(k);
+                    }
+                    // Anything else at the root: judge the whole document.
+                    None => {
+                        t.root.insert(String::new());
+                    }
+                },
+                1 => match (prop(0), action_key(&p.action)) {
+                    (Some(c), Some(id)) => {
+                        t.records.insert((c, id));
+                    }
+                    (Some(c), None) => {
+                        t.root.insert(c);
+                    }
+                    _ => {
+                        t.root.insert(String::new());
+                    }
+                },
+                _ => match (prop(0), prop(1)) {
+                    (Some(c), Some(id)) => {
+                        t.records.insert((c, id));
+                    }
+                    (Some(c), None) => {
+                        t.root.insert(c);
+                    }
+                    _ => {
+                        t.root.insert(String::new());
+                    }
+                },
+            }
+        }
+        t
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.root.is_empty() && self.records.is_empty()
+    }
+}
+
+/// Validate only what changed. A root key written directly means the whole document is judged
+/// (that happens at creation and for small root fields such as minutes' meta); otherwise each
+/// touched record is hydrated and checked alone, with the same rules as [`validate`].
+pub fn validate_touched(
+    kind: Kind,
+    doc: &impl automerge::ReadDoc,
+    touched: &Touched,
+) -> Result<(), SchemaError> {
+    if !touched.root.is_empty() {
+        return validate(kind, doc);
+    }
+    let reader = &Reader(doc);
+    for (collection, id) in &touched.records {
+        match kind {
+            Kind::Convention => convention::validate_record(reader, collection, id)?,
+            Kind::Minutes => minutes::validate_record(reader, collection, id)?,
+            Kind::TaskList => tasks::validate_record(reader, collection, id)?,
+            Kind::VisitLog => visits::validate_record(reader, collection, id)?,
+            Kind::Directory => directory::validate_record(reader, collection, id)?,
+            Kind::Ledger => ledger::validate_record(reader, collection, id)?,
+        }
+    }
+    Ok(())
+}
+
+/// One record of a root map, or `None` if it was deleted.
+fn one_record<T: Hydrate>(
+    doc: &impl ReadDoc,
+    collection: &str,
+    id: &str,
+) -> Result<Option<T>, SchemaError> {
+    let obj = root_map(doc, collection)?;
+    match doc.get(&obj, id) {
+        Ok(None) => return Ok(None),
+        Ok(Some(_)) => {}
+        Err(e) => {
+            return Err(SchemaError::Invalid {
+                path: format!("{collection}/{id}"),
+                reason: e.to_string(),
+            });
+        }
+    }
+    autosurgeon::hydrate_prop(doc, &obj, id)
+        .map(Some)
+        .map_err(|source| SchemaError::Hydrate {
+            path: format!("{collection}/{id}"),
+            source: Box::new(source),
+        })
+}
+
+fn unknown_collection(collection: &str) -> SchemaError {
+    SchemaError::Invalid {
+        path: collection.to_owned(),
+        reason: "not a collection of this kind".to_owned(),
+    }
+}
+
 pub fn validate(kind: Kind, doc: &impl automerge::ReadDoc) -> Result<(), SchemaError> {
     match kind {
         Kind::Convention => convention::hydrate(doc).map(drop),

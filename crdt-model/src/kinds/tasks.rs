@@ -465,6 +465,73 @@ pub fn count_by_status(list: &List) -> BTreeMap<Status, usize> {
     counts
 }
 
+/// Check one record, with the rules of [`hydrate`].
+pub(super) fn validate_record(
+    doc: &impl autosurgeon::ReadDoc,
+    collection: &str,
+    id: &str,
+) -> Result<(), SchemaError> {
+    match collection {
+        TASKS => {
+            let Some(task) = super::one_record::<Task>(doc, collection, id)? else {
+                return Ok(());
+            };
+            let admitted = task.category == Category::Admitted;
+            if admitted != task.admission.is_some() {
+                return Err(SchemaError::Invalid {
+                    path: format!("{TASKS}/{id}/admission"),
+                    reason: if admitted {
+                        "an admitted task without its admission (seed 000 §一(一))".into()
+                    } else {
+                        format!("a {} task carries an admission", task.category)
+                    },
+                });
+            }
+            if let Some(due) = &task.due {
+                super::schema_date(|| format!("{TASKS}/{id}/due"), due)?;
+            }
+            Ok(())
+        }
+        REQUESTS => {
+            let Some(request) = super::one_record::<Request>(doc, collection, id)? else {
+                return Ok(());
+            };
+            if let Some(due) = &request.due {
+                super::schema_date(|| format!("{REQUESTS}/{id}/due"), due)?;
+            }
+            Ok(())
+        }
+        WHISTLES => {
+            let Some(whistle) = super::one_record::<Whistle>(doc, collection, id)? else {
+                return Ok(());
+            };
+            if let Some(rating) = &whistle.rating
+                && !(SCORE_MIN..=SCORE_MAX).contains(&rating.score)
+            {
+                return Err(SchemaError::Invalid {
+                    path: format!("{WHISTLES}/{id}/rating/score"),
+                    reason: format!("{} is outside {SCORE_MIN}..={SCORE_MAX}", rating.score),
+                });
+            }
+            Ok(())
+        }
+        RESPONSES => super::one_record::<Response>(doc, collection, id).map(drop),
+        other => Err(super::unknown_collection(other)),
+    }
+}
+
+/// The admission of one task, if it is an admitted task (for checking only what changed).
+pub fn admission_of(
+    doc: &impl automerge::ReadDoc,
+    id: &str,
+) -> Result<Option<Admission>, SchemaError> {
+    let doc = &super::Reader(doc);
+    Ok(super::one_record::<Task>(doc, TASKS, id)?.and_then(|t| t.admission))
+}
+
+/// The collection that holds tasks, for callers matching [`super::Touched`] records.
+pub const TASKS_COLLECTION: &str = TASKS;
+
 #[cfg(test)]
 mod tests {
     use automerge::ReadDoc;

@@ -277,6 +277,33 @@ pub fn with_follow_up(log: &Log) -> Vec<(&str, &Entry)> {
         .collect()
 }
 
+/// Check one record, with the rules of [`hydrate`].
+pub(super) fn validate_record(
+    doc: &impl autosurgeon::ReadDoc,
+    collection: &str,
+    id: &str,
+) -> Result<(), SchemaError> {
+    match collection {
+        ASSIGNMENTS => super::one_record::<Assignment>(doc, collection, id).map(drop),
+        ENTRIES => {
+            let Some(entry) = super::one_record::<Entry>(doc, collection, id)? else {
+                return Ok(());
+            };
+            let month: String = super::root_value(doc, MONTH)?;
+            let path = || format!("{ENTRIES}/{id}/date");
+            super::schema_date(path, &entry.date)?;
+            if !in_month(&entry.date, &month) {
+                return Err(SchemaError::Invalid {
+                    path: path(),
+                    reason: format!("{:?} is outside the log's month {month}", entry.date),
+                });
+            }
+            Ok(())
+        }
+        other => Err(super::unknown_collection(other)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use automerge::ReadDoc;
