@@ -993,3 +993,35 @@ fn hostile_sync_bytes_are_refused_and_change_nothing() {
             .is_some()
     );
 }
+
+#[test]
+fn a_bad_record_is_caught_by_checking_only_what_changed() {
+    let net = Net::new();
+    let (mut doc, _) = net.visit_log().unwrap();
+    // A raw write of one entry dated outside the log's month: only that record is touched, and
+    // the per-record check refuses it just as a full hydrate would.
+    let (c, s) = forge(&net, &mut doc, &net.c_wang, T0 + 5, 1, |tx| {
+        use automerge::ReadDoc;
+        use automerge::transaction::Transactable;
+        let entries = tx.get(automerge::ROOT, "entries").unwrap().unwrap().1;
+        let e = tx
+            .put_object(&entries, "v-bad", automerge::ObjType::Map)
+            .unwrap();
+        for (k, v) in [
+            ("household_id", "h1"),
+            ("worker", "王芳"),
+            ("date", "2026-12-01"),
+            ("mode", "door"),
+        ] {
+            tx.put(&e, k, v).unwrap();
+        }
+        tx.put_object(&e, "needs", automerge::ObjType::List)
+            .unwrap();
+        tx.put(&e, "follow_up", automerge::ScalarValue::Null)
+            .unwrap();
+        tx.put(&e, "at_ms", T0).unwrap();
+    });
+    let err = refused(&net, &mut doc, batch(c, s));
+    assert_eq!(err.reason(), "schema-violation");
+    assert!(err.to_string().contains("entries/v-bad/date"), "{err}");
+}

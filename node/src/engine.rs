@@ -333,7 +333,11 @@ impl Engine {
                     // A district's list holds requests that communities must see to admit, and a
                     // street's or district's holds the responses (报到) to communities' whistles;
                     // a community's list holds its own work and stays on its chain.
-                    if self.unit.kind == UnitKind::Community { Scope::Chain } else { Scope::Public },
+                    if self.unit.kind == UnitKind::Community {
+                        Scope::Chain
+                    } else {
+                        Scope::Public
+                    },
                 ),
             ];
             if unit == top {
@@ -672,19 +676,9 @@ impl Engine {
         }
         let now = now_ms();
         let signer = self.keys.signer(person)?.clone();
-        let ctx = Context {
-            trust: &self.trust,
-            attestations: &self.attestations,
-            limits: &self.limits,
-            now_ms: now,
-        };
-        let doc = self
-            .docs
-            .get_mut(id)
-            .ok_or_else(|| Error::UnknownDoc(id.to_string()))?;
-        let kind = doc.kind();
+        let kind = self.doc(id)?.kind();
         let mut op_error = None;
-        let result = doc.edit(&ctx, &signer, now, Some(op.name()), |tx| {
+        let result = self.edit_local(id, &signer, op.name(), now, |tx| {
             op.apply(tx, kind, now, &mut fresh_id).map_err(|e| match e {
                 OpError::Edit(e) => e,
                 other => {
@@ -701,7 +695,6 @@ impl Engine {
             return Err(e.into());
         }
         let (record, sig) = result?;
-        self.persist_local(id, sig.clone())?;
         self.after_change(id);
         Ok(Receipt {
             doc: id.to_string(),
@@ -709,6 +702,30 @@ impl Engine {
             record,
             author: sig.author.to_string(),
         })
+    }
+
+    /// Edit one of this node's documents as `signer` and persist the change before returning.
+    fn edit_local<T>(
+        &mut self,
+        id: &DocId,
+        signer: &SecretKey,
+        message: &str,
+        now: i64,
+        f: impl FnOnce(&mut automerge::AutoCommit) -> Result<T, kinds::EditError>,
+    ) -> Result<(T, ChangeSignature), Error> {
+        let ctx = Context {
+            trust: &self.trust,
+            attestations: &self.attestations,
+            limits: &self.limits,
+            now_ms: now,
+        };
+        let doc = self
+            .docs
+            .get_mut(id)
+            .ok_or_else(|| Error::UnknownDoc(id.to_string()))?;
+        let (out, sig) = doc.edit(&ctx, signer, now, Some(message), f)?;
+        self.persist_local(id, sig.clone())?;
+        Ok((out, sig))
     }
 
     fn persist_local(&mut self, id: &DocId, sig: ChangeSignature) -> Result<(), Error> {
@@ -809,24 +826,12 @@ impl Engine {
         let aid = att.id();
         let bytes = att.encode();
         // The ledger change is signed by the same person who signed the attestation.
-        let now = now_ms();
         let signer = self.keys.signer(person)?.clone();
-        let ctx = Context {
-            trust: &self.trust,
-            attestations: &self.attestations,
-            limits: &self.limits,
-            now_ms: now,
-        };
-        let doc = self
-            .docs
-            .get_mut(&ledger)
-            .ok_or_else(|| Error::UnknownDoc(ledger.to_string()))?;
-        let (_, sig) = doc.edit(&ctx, &signer, now, Some("attest"), |tx| {
+        self.edit_local(&ledger, &signer, "attest", now_ms(), |tx| {
             kinds::ledger::put_attestation(tx, &aid.to_string(), &bytes)
         })?;
         self.store.put_attestation(&att)?;
         self.attestations.insert(att, &self.trust.network())?;
-        self.persist_local(&ledger, sig)?;
         self.after_change(&ledger);
         Ok(aid)
     }
@@ -996,19 +1001,8 @@ impl Engine {
         if let Some(dir) = self.directory_id() {
             let fresh: Vec<&Certificate> = certs.iter().filter(|c| ids.contains(&c.id())).collect();
             if !fresh.is_empty() && self.can_write(&dir) {
-                let now = now_ms();
-                let ctx = Context {
-                    trust: &self.trust,
-                    attestations: &self.attestations,
-                    limits: &self.limits,
-                    now_ms: now,
-                };
                 let signer = self.keys.node().clone();
-                let doc = self
-                    .docs
-                    .get_mut(&dir)
-                    .ok_or_else(|| Error::UnknownDoc(dir.to_string()))?;
-                let (_, sig) = doc.edit(&ctx, &signer, now, Some("certificates"), |tx| {
+                self.edit_local(&dir, &signer, "certificates", now_ms(), |tx| {
                     for c in &fresh {
                         kinds::directory::put_certificate(tx, &c.id().to_string(), &c.encode())?;
                         kinds::directory::put_unit(
@@ -1025,7 +1019,6 @@ impl Engine {
                     }
                     Ok(())
                 })?;
-                self.persist_local(&dir, sig)?;
             }
         }
         Ok(ids)
@@ -1060,21 +1053,10 @@ impl Engine {
         self.trust.insert_revocations([rev.clone()])?;
         self.store.put_revocation(&rev)?;
         if let Some(dir) = self.directory_id().filter(|d| self.can_write(d)) {
-            let ctx = Context {
-                trust: &self.trust,
-                attestations: &self.attestations,
-                limits: &self.limits,
-                now_ms: now,
-            };
             let signer = self.keys.node().clone();
-            let doc = self
-                .docs
-                .get_mut(&dir)
-                .ok_or_else(|| Error::UnknownDoc(dir.to_string()))?;
-            let (_, sig) = doc.edit(&ctx, &signer, now, Some("revocation"), |tx| {
+            self.edit_local(&dir, &signer, "revocation", now_ms(), |tx| {
                 kinds::directory::put_revocation(tx, &rev.id().to_string(), &rev.encode())
             })?;
-            self.persist_local(&dir, sig)?;
         }
         Ok(rev)
     }
@@ -1083,8 +1065,12 @@ impl Engine {
     /// directory if it holds it and they are missing (the top node's own certificate is issued
     /// before the directory exists).
     fn publish_to_directory(&mut self) -> Result<(), Error> {
-        let Some(dir) = self.directory_id().filter(|d| self.can_write(d)) else { return Ok(()) };
-        let Ok(current) = kinds::directory::hydrate(self.docs[&dir].read()) else { return Ok(()) };
+        let Some(dir) = self.directory_id().filter(|d| self.can_write(d)) else {
+            return Ok(());
+        };
+        let Ok(current) = kinds::directory::hydrate(self.docs[&dir].read()) else {
+            return Ok(());
+        };
         let certs: Vec<Certificate> = self
             .trust
             .certificates()
@@ -1105,11 +1091,8 @@ impl Engine {
         if certs.is_empty() && revs.is_empty() && units.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
-        let ctx = Context { trust: &self.trust, attestations: &self.attestations, limits: &self.limits, now_ms: now };
         let signer = self.keys.node().clone();
-        let doc = self.docs.get_mut(&dir).ok_or_else(|| Error::UnknownDoc(dir.to_string()))?;
-        let (_, sig) = doc.edit(&ctx, &signer, now, Some("directory"), |tx| {
+        self.edit_local(&dir, &signer, "directory", now_ms(), |tx| {
             // Sorted by id, so parents come before children: the directory refuses a unit whose
             // parent is missing, and such a unit is still certified.
             for u in &units {
@@ -1126,7 +1109,6 @@ impl Engine {
             }
             Ok(())
         })?;
-        self.persist_local(&dir, sig)?;
         Ok(())
     }
 
@@ -1447,7 +1429,11 @@ impl Engine {
 
     fn chain_for(&mut self, peer: &str, key: &PublicKey) -> Vec<Certificate> {
         let sent = self.sent_certs.entry(peer.to_owned()).or_default();
-        self.trust.chain_of(key).into_iter().filter(|c| sent.insert(c.id())).collect()
+        self.trust
+            .chain_of(key)
+            .into_iter()
+            .filter(|c| sent.insert(c.id()))
+            .collect()
     }
 
     fn certificates_for(&mut self, peer: &str, sigs: &[ChangeSignature]) -> Vec<Certificate> {

@@ -745,13 +745,15 @@ impl Net {
     /// which the response can be read (closing at once can cut it off).
     fn drop_if_marked(&mut self, peer: PeerId) {
         if self.drop_after_response.remove(&peer) {
-            self.drops_due.push((std::time::Instant::now() + DROP_GRACE, peer));
+            self.drops_due
+                .push((std::time::Instant::now() + DROP_GRACE, peer));
         }
     }
 
     fn drop_due(&mut self) {
         let now = std::time::Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) = self.drops_due.drain(..).partition(|(at, _)| *at <= now);
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.drops_due.drain(..).partition(|(at, _)| *at <= now);
         self.drops_due = later;
         for (_, peer) in due {
             self.drop_now(peer);

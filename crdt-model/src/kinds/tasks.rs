@@ -180,35 +180,13 @@ pub fn hydrate(doc: &impl automerge::ReadDoc) -> Result<List, SchemaError> {
         responses: super::records(doc, RESPONSES)?,
     };
     for (id, task) in &list.tasks {
-        let admitted = task.category == Category::Admitted;
-        if admitted != task.admission.is_some() {
-            return Err(SchemaError::Invalid {
-                path: format!("{TASKS}/{id}/admission"),
-                reason: if admitted {
-                    "an admitted task without its admission (seed 000 §一(一))".into()
-                } else {
-                    format!("a {} task carries an admission", task.category)
-                },
-            });
-        }
-        if let Some(due) = &task.due {
-            super::schema_date(|| format!("{TASKS}/{id}/due"), due)?;
-        }
+        check_task(id, task)?;
     }
     for (id, request) in &list.requests {
-        if let Some(due) = &request.due {
-            super::schema_date(|| format!("{REQUESTS}/{id}/due"), due)?;
-        }
+        check_request(id, request)?;
     }
     for (id, whistle) in &list.whistles {
-        if let Some(rating) = &whistle.rating
-            && !(SCORE_MIN..=SCORE_MAX).contains(&rating.score)
-        {
-            return Err(SchemaError::Invalid {
-                path: format!("{WHISTLES}/{id}/rating/score"),
-                reason: format!("{} is outside {SCORE_MIN}..={SCORE_MAX}", rating.score),
-            });
-        }
+        check_whistle(id, whistle)?;
     }
     Ok(list)
 }
@@ -465,6 +443,43 @@ pub fn count_by_status(list: &List) -> BTreeMap<Status, usize> {
     counts
 }
 
+fn check_task(id: &str, task: &Task) -> Result<(), SchemaError> {
+    let admitted = task.category == Category::Admitted;
+    if admitted != task.admission.is_some() {
+        return Err(SchemaError::Invalid {
+            path: format!("{TASKS}/{id}/admission"),
+            reason: if admitted {
+                "an admitted task without its admission (seed 000 §一(一))".into()
+            } else {
+                format!("a {} task carries an admission", task.category)
+            },
+        });
+    }
+    if let Some(due) = &task.due {
+        super::schema_date(|| format!("{TASKS}/{id}/due"), due)?;
+    }
+    Ok(())
+}
+
+fn check_request(id: &str, request: &Request) -> Result<(), SchemaError> {
+    if let Some(due) = &request.due {
+        super::schema_date(|| format!("{REQUESTS}/{id}/due"), due)?;
+    }
+    Ok(())
+}
+
+fn check_whistle(id: &str, whistle: &Whistle) -> Result<(), SchemaError> {
+    if let Some(rating) = &whistle.rating
+        && !(SCORE_MIN..=SCORE_MAX).contains(&rating.score)
+    {
+        return Err(SchemaError::Invalid {
+            path: format!("{WHISTLES}/{id}/rating/score"),
+            reason: format!("{} is outside {SCORE_MIN}..={SCORE_MAX}", rating.score),
+        });
+    }
+    Ok(())
+}
+
 /// Check one record, with the rules of [`hydrate`].
 pub(super) fn validate_record(
     doc: &impl autosurgeon::ReadDoc,
@@ -472,49 +487,18 @@ pub(super) fn validate_record(
     id: &str,
 ) -> Result<(), SchemaError> {
     match collection {
-        TASKS => {
-            let Some(task) = super::one_record::<Task>(doc, collection, id)? else {
-                return Ok(());
-            };
-            let admitted = task.category == Category::Admitted;
-            if admitted != task.admission.is_some() {
-                return Err(SchemaError::Invalid {
-                    path: format!("{TASKS}/{id}/admission"),
-                    reason: if admitted {
-                        "an admitted task without its admission (seed 000 §一(一))".into()
-                    } else {
-                        format!("a {} task carries an admission", task.category)
-                    },
-                });
-            }
-            if let Some(due) = &task.due {
-                super::schema_date(|| format!("{TASKS}/{id}/due"), due)?;
-            }
-            Ok(())
-        }
-        REQUESTS => {
-            let Some(request) = super::one_record::<Request>(doc, collection, id)? else {
-                return Ok(());
-            };
-            if let Some(due) = &request.due {
-                super::schema_date(|| format!("{REQUESTS}/{id}/due"), due)?;
-            }
-            Ok(())
-        }
-        WHISTLES => {
-            let Some(whistle) = super::one_record::<Whistle>(doc, collection, id)? else {
-                return Ok(());
-            };
-            if let Some(rating) = &whistle.rating
-                && !(SCORE_MIN..=SCORE_MAX).contains(&rating.score)
-            {
-                return Err(SchemaError::Invalid {
-                    path: format!("{WHISTLES}/{id}/rating/score"),
-                    reason: format!("{} is outside {SCORE_MIN}..={SCORE_MAX}", rating.score),
-                });
-            }
-            Ok(())
-        }
+        TASKS => match super::one_record::<Task>(doc, collection, id)? {
+            Some(task) => check_task(id, &task),
+            None => Ok(()),
+        },
+        REQUESTS => match super::one_record::<Request>(doc, collection, id)? {
+            Some(request) => check_request(id, &request),
+            None => Ok(()),
+        },
+        WHISTLES => match super::one_record::<Whistle>(doc, collection, id)? {
+            Some(whistle) => check_whistle(id, &whistle),
+            None => Ok(()),
+        },
         RESPONSES => super::one_record::<Response>(doc, collection, id).map(drop),
         other => Err(super::unknown_collection(other)),
     }

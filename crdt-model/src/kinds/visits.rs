@@ -105,14 +105,7 @@ pub fn hydrate(doc: &impl automerge::ReadDoc) -> Result<Log, SchemaError> {
     let assignments = super::records(doc, ASSIGNMENTS)?;
     let entries: BTreeMap<String, Entry> = super::records(doc, ENTRIES)?;
     for (id, entry) in &entries {
-        let path = || format!("{ENTRIES}/{id}/date");
-        super::schema_date(path, &entry.date)?;
-        if !in_month(&entry.date, &month) {
-            return Err(SchemaError::Invalid {
-                path: path(),
-                reason: format!("{:?} is outside the log's month {month}", entry.date),
-            });
-        }
+        check_entry(id, entry, &month)?;
     }
     Ok(Log {
         month,
@@ -277,6 +270,18 @@ pub fn with_follow_up(log: &Log) -> Vec<(&str, &Entry)> {
         .collect()
 }
 
+fn check_entry(id: &str, entry: &Entry, month: &str) -> Result<(), SchemaError> {
+    let path = || format!("{ENTRIES}/{id}/date");
+    super::schema_date(path, &entry.date)?;
+    if !in_month(&entry.date, month) {
+        return Err(SchemaError::Invalid {
+            path: path(),
+            reason: format!("{:?} is outside the log's month {month}", entry.date),
+        });
+    }
+    Ok(())
+}
+
 /// Check one record, with the rules of [`hydrate`].
 pub(super) fn validate_record(
     doc: &impl autosurgeon::ReadDoc,
@@ -285,21 +290,10 @@ pub(super) fn validate_record(
 ) -> Result<(), SchemaError> {
     match collection {
         ASSIGNMENTS => super::one_record::<Assignment>(doc, collection, id).map(drop),
-        ENTRIES => {
-            let Some(entry) = super::one_record::<Entry>(doc, collection, id)? else {
-                return Ok(());
-            };
-            let month: String = super::root_value(doc, MONTH)?;
-            let path = || format!("{ENTRIES}/{id}/date");
-            super::schema_date(path, &entry.date)?;
-            if !in_month(&entry.date, &month) {
-                return Err(SchemaError::Invalid {
-                    path: path(),
-                    reason: format!("{:?} is outside the log's month {month}", entry.date),
-                });
-            }
-            Ok(())
-        }
+        ENTRIES => match super::one_record::<Entry>(doc, collection, id)? {
+            Some(entry) => check_entry(id, &entry, &super::root_value::<String>(doc, MONTH)?),
+            None => Ok(()),
+        },
         other => Err(super::unknown_collection(other)),
     }
 }
