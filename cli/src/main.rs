@@ -13,6 +13,7 @@ mod admin;
 mod client;
 mod output;
 mod records;
+mod testnet_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -110,6 +111,12 @@ pub enum Command {
         after_help = "Example:\n  linli --data-dir ./tiedong verify || echo 'verification failed'"
     )]
     Verify,
+    /// A real local network of node processes: start, watch, break, load, check, stop.
+    #[command(subcommand)]
+    Testnet(testnet_cmd::TestnetCmd),
+    /// Start the demo network with sample data; Ctrl-C stops it.
+    #[command(after_help = "Examples:\n  linli demo\n  linli demo --dir ./demo-net")]
+    Demo(testnet_cmd::DemoArgs),
     /// Shell completions.
     #[command(after_help = "Example:\n  linli completions bash > /etc/bash_completion.d/linli")]
     Completions {
@@ -119,6 +126,7 @@ pub enum Command {
 }
 
 fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -151,9 +159,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Checkpoint(c) => admin::checkpoint(&ctx, c),
         Command::Audit(a) => admin::audit(&ctx, a),
         Command::Verify => admin::verify(&ctx),
+        Command::Testnet(c) => testnet_cmd::testnet(&ctx, c),
+        Command::Demo(a) => testnet_cmd::demo(&ctx, a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "linli", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `linli doc list | head` closes our stdout early; `println!` then panics. A reader that has
+/// seen enough is not an error: exit quietly, as Unix tools do.
+fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

@@ -33,6 +33,8 @@ pub struct Limits {
     pub changes_per_batch_max: usize,
     /// How far in the future (by this node's clock) a change's timestamp may lie.
     pub clock_skew_ms_max: i64,
+    /// Signed changes held back until a dependency arrives.
+    pub deferred_changes_max: usize,
 }
 
 impl Default for Limits {
@@ -40,6 +42,7 @@ impl Default for Limits {
         Limits {
             changes_per_batch_max: 100_000,
             clock_skew_ms_max: 10 * 60 * 1000,
+            deferred_changes_max: 10_000,
         }
     }
 }
@@ -170,11 +173,6 @@ pub enum Rejected {
         at_ms: i64,
         now_ms: i64,
     },
-    #[error("change {change} depends on {missing}, which is neither held nor in the batch")]
-    MissingDependency {
-        change: ChangeHash,
-        missing: ChangeHash,
-    },
     #[error("the document would no longer match its schema: {0}")]
     SchemaViolation(String),
     #[error("admitted task {task} lacks the district's approvals: {reason}")]
@@ -196,7 +194,6 @@ impl Rejected {
             Rejected::Expired { .. } => "expired",
             Rejected::Revoked { .. } => "revoked",
             Rejected::FutureTimestamp { .. } => "future-timestamp",
-            Rejected::MissingDependency { .. } => "missing-dependency",
             Rejected::SchemaViolation(_) => "schema-violation",
             Rejected::Admission { .. } => "admission",
         }
@@ -254,6 +251,9 @@ pub struct Document {
     id: DocId,
     doc: AutoCommit,
     signatures: HashMap<ChangeHash, ChangeSignature>,
+    /// Checked changes waiting in Automerge's queue for a dependency (in memory only: after a
+    /// restart they are simply sent again).
+    deferred: HashMap<ChangeHash, ChangeSignature>,
 }
 
 impl Document {
@@ -285,6 +285,7 @@ impl Document {
             id,
             doc: AutoCommit::new().with_actor(actor),
             signatures: HashMap::new(),
+            deferred: HashMap::new(),
         }
     }
 
@@ -306,6 +307,7 @@ impl Document {
             id,
             doc: doc.with_actor(actor),
             signatures,
+            deferred: HashMap::new(),
         })
     }
 
@@ -337,6 +339,11 @@ impl Document {
 
     pub fn signatures(&self) -> impl Iterator<Item = &ChangeSignature> {
         self.signatures.values()
+    }
+
+    /// Checked changes waiting for a dependency.
+    pub fn n_deferred(&self) -> usize {
+        self.deferred.len()
     }
 
     pub fn n_changes(&self) -> usize {
@@ -462,7 +469,11 @@ impl Document {
         let mut duplicates = 0;
         for change in batch.changes {
             let hash = change.hash();
-            if !seen.insert(hash) || self.signatures.contains_key(&hash) || self.has_change(&hash) {
+            if !seen.insert(hash)
+                || self.signatures.contains_key(&hash)
+                || self.deferred.contains_key(&hash)
+                || self.has_change(&hash)
+            {
                 duplicates += 1;
                 continue;
             }
@@ -512,22 +523,10 @@ impl Document {
                 .map_err(|d| Rejected::denied(hash, d))?;
         }
 
-        // Causality: no change may wait on something we will never be sent in this batch.
-        let in_batch: HashSet<ChangeHash> = fresh.iter().map(|c| c.hash()).collect();
-        for change in &fresh {
-            for dep in change.deps() {
-                if !in_batch.contains(dep)
-                    && !self.signatures.contains_key(dep)
-                    && !self.has_change(dep)
-                {
-                    return Err(Rejected::MissingDependency {
-                        change: change.hash(),
-                        missing: *dep,
-                    });
-                }
-            }
-        }
-
+        // Causality: a change whose dependency is neither held nor in the batch is not refused
+        // (a Bloom filter false positive in Automerge's sync produces exactly that); it waits in
+        // Automerge's queue, already checked, and Automerge asks the peer for what is missing.
+        // Only the number waiting is bounded (below).
         if fresh.is_empty() {
             return Ok(Applied {
                 new: Vec::new(),
@@ -565,11 +564,37 @@ impl Document {
                 other => Rejected::SchemaViolation(other.to_string()),
             },
         )?;
-        self.doc = scratch;
-        let new: Vec<ChangeHash> = fresh.iter().map(|c| c.hash()).collect();
+        // What is now in the document, and what still waits (in Automerge's queue).
+        let mut waiting: HashMap<ChangeHash, ChangeSignature> = self.deferred.clone();
         for sig in found {
-            self.signatures.insert(ChangeHash(sig.hash), sig.clone());
+            waiting.insert(ChangeHash(sig.hash), sig.clone());
         }
+        let mut new = Vec::new();
+        for c in &fresh {
+            if scratch.get_change_meta_by_hash(&c.hash()).is_some() {
+                new.push(c.hash());
+            }
+        }
+        let released: Vec<ChangeHash> = waiting
+            .keys()
+            .filter(|h| !new.contains(h) && scratch.get_change_meta_by_hash(h).is_some())
+            .copied()
+            .collect();
+        new.extend(released);
+        if waiting.len() - new.len() > ctx.limits.deferred_changes_max {
+            return Err(Rejected::LimitExceeded {
+                what: "changes waiting for a dependency",
+                len: waiting.len() - new.len(),
+                max: ctx.limits.deferred_changes_max,
+            });
+        }
+        self.doc = scratch;
+        for h in &new {
+            if let Some(sig) = waiting.remove(h) {
+                self.signatures.insert(*h, sig);
+            }
+        }
+        self.deferred = waiting;
         Ok(Applied {
             new,
             duplicates,

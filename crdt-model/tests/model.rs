@@ -331,23 +331,59 @@ fn oversized_batch_is_rejected() {
 }
 
 #[test]
-fn change_with_a_missing_dependency_is_rejected() {
+fn change_with_a_missing_dependency_waits_for_it() {
     let net = Net::new();
     let (mut doc, _) = net.visit_log().unwrap();
     let mut ahead = doc.clone();
     let ctx = net.ctx(T0);
-    ahead
+    let (_, first) = ahead
         .edit(&ctx, &net.c_wang, T0 + 5, None, |tx| {
             kinds::visits::add_entry(tx, "v1", &visit("h1", "王芳", "2026-11-03", T0))
         })
         .unwrap();
+    let first_change = ahead
+        .changes()
+        .into_iter()
+        .find(|c| c.hash().0 == first.hash)
+        .unwrap();
     let (c, s) = forge(&net, &mut ahead, &net.c_wang, T0 + 6, 2, |tx| {
+        add_visit(tx, "v2")
+    });
+    // The second change arrives first: checked, held back, not yet in the document.
+    let before = doc.heads();
+    let applied = doc.ingest(&net.ctx(T0 + DAY), batch(c.clone(), s)).unwrap();
+    assert!(applied.new.is_empty());
+    assert_eq!(doc.n_deferred(), 1);
+    assert_eq!(doc.heads(), before);
+    // Its dependency arrives: both are applied, in causal order.
+    let applied = doc
+        .ingest(&net.ctx(T0 + DAY), batch(first_change, first))
+        .unwrap();
+    assert_eq!(applied.new.len(), 2);
+    assert_eq!(doc.n_deferred(), 0);
+    assert_eq!(doc.heads(), vec![c.hash()]);
+    assert_eq!(kinds::visits::hydrate(doc.read()).unwrap().entries.len(), 2);
+}
+
+#[test]
+fn a_waiting_change_is_still_checked_first() {
+    let net = Net::new();
+    let (mut doc, _) = net.visit_log().unwrap();
+    let mut ahead = doc.clone();
+    ahead
+        .edit(&net.ctx(T0), &net.c_wang, T0 + 5, None, |tx| {
+            kinds::visits::add_entry(tx, "v1", &visit("h1", "王芳", "2026-11-03", T0))
+        })
+        .unwrap();
+    // A change by someone without authority is refused even while its dependency is missing.
+    let (c, s) = forge(&net, &mut ahead, &net.q_zhao, T0 + 6, 2, |tx| {
         add_visit(tx, "v2")
     });
     assert_eq!(
         refused(&net, &mut doc, batch(c, s)).reason(),
-        "missing-dependency"
+        "not-permitted"
     );
+    assert_eq!(doc.n_deferred(), 0);
 }
 
 #[test]

@@ -47,8 +47,8 @@ fn concurrent_history(n_each: usize) -> (Net, Document, Vec<(automerge::Change, 
     (net, base, all)
 }
 
-/// Deliver `order` (indices into `all`, duplicates allowed) in batches of `batch` to a replica,
-/// retrying what was refused for missing dependencies until nothing more applies.
+/// Deliver `order` (indices into `all`, duplicates allowed) in batches of `batch` to a replica.
+/// A change that arrives before its dependency waits for it, so one pass suffices.
 fn deliver(
     net: &Net,
     base: &Document,
@@ -58,32 +58,21 @@ fn deliver(
 ) -> Document {
     let mut doc = base.clone();
     doc.set_actor(actor(90));
-    let mut pending: Vec<usize> = order.to_vec();
-    loop {
-        let mut next = Vec::new();
-        for chunk in pending.chunks(batch.max(1)) {
-            let b = Batch {
-                network: Some(net.trust.network()),
-                changes: chunk.iter().map(|i| all[*i].0.clone()).collect(),
-                signatures: chunk.iter().map(|i| all[*i].1.clone()).collect(),
-            };
-            match doc.ingest(&net.ctx(T0 + DAY), b) {
-                Ok(_) => {}
-                Err(e) => {
-                    assert_eq!(e.reason(), "missing-dependency", "unexpected refusal: {e}");
-                    next.extend_from_slice(chunk);
-                }
-            }
+    for chunk in order.chunks(batch.max(1)) {
+        let b = Batch {
+            network: Some(net.trust.network()),
+            changes: chunk.iter().map(|i| all[*i].0.clone()).collect(),
+            signatures: chunk.iter().map(|i| all[*i].1.clone()).collect(),
+        };
+        if let Err(e) = doc.ingest(&net.ctx(T0 + DAY), b) {
+            panic!("unexpected refusal: {e}");
         }
-        if next.is_empty() || next.len() == pending.len() {
-            // One at a time as a last resort: a batch may hold a change whose dependency is later.
-            if next.is_empty() || batch == 1 {
-                break;
-            }
-            return deliver(net, &doc, all, &next, 1);
-        }
-        pending = next;
     }
+    assert_eq!(
+        doc.n_deferred(),
+        0,
+        "every change's dependencies were delivered"
+    );
     doc
 }
 

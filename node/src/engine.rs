@@ -125,10 +125,7 @@ impl SyncRefused {
 
     /// Whether this counts against the peer (a storage failure is ours, not theirs).
     pub fn is_offence(&self) -> bool {
-        !matches!(
-            self,
-            SyncRefused::Storage(_) | SyncRefused::Model(Rejected::MissingDependency { .. })
-        )
+        !matches!(self, SyncRefused::Storage(_))
     }
 }
 
@@ -1380,6 +1377,16 @@ impl Engine {
 
     fn keep_state(&mut self, peer: &str, doc: &DocId, state: sync::State) {
         let _ = self.store.put_sync_state(peer, doc, &state.encode());
+        self.sync_states.insert((peer.to_owned(), *doc), state);
+    }
+
+    /// Start a sync session with a peer about a document afresh: forget which changes we think
+    /// we sent. Automerge never resends a change it believes sent, so after a message was lost
+    /// or refused, a session that keeps the old state stays silent forever while heads differ.
+    pub fn reset_sync(&mut self, peer: &str, doc: &DocId) {
+        let mut state = self.state_for(peer, doc);
+        state.sent_hashes.clear();
+        state.in_flight = false;
         self.sync_states.insert((peer.to_owned(), *doc), state);
     }
 

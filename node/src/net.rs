@@ -556,9 +556,7 @@ impl Net {
                         let todo = e.to_sync(&unit.id, &inv);
                         (e.inventory_for(&unit.id), todo)
                     };
-                    for doc in todo {
-                        self.start_session(peer, doc);
-                    }
+                    self.start_fresh_sessions(peer, todo);
                     Response::Inventory(mine)
                 }
             },
@@ -633,9 +631,7 @@ impl Net {
                     return;
                 };
                 let todo = self.shared.engine().to_sync(&unit.id, &inv);
-                for doc in todo {
-                    self.start_session(peer, doc);
-                }
+                self.start_fresh_sessions(peer, todo);
             }
             Response::Sync(msg) => {
                 let doc = msg.doc;
@@ -663,10 +659,34 @@ impl Net {
             }
             Response::Rejected { reason, detail } => {
                 warn!(%peer, %reason, %detail, "peer refused our request");
-                if let Some(p) = self.peers.get_mut(&peer) {
-                    p.in_flight.clear();
+                // What we sent was refused, so the peer lacks it: offer everything again next
+                // session rather than believe it was delivered.
+                let docs: Vec<DocId> = self
+                    .peers
+                    .get_mut(&peer)
+                    .map(|p| p.in_flight.drain().map(|(d, _)| d).collect())
+                    .unwrap_or_default();
+                let mut e = self.shared.engine();
+                for doc in docs {
+                    e.reset_sync(&peer.to_string(), &doc);
                 }
             }
+        }
+    }
+
+    /// Sessions for documents whose heads an inventory showed to differ. Their sync state is
+    /// reset first: if heads still differ after earlier sessions, something sent was lost or
+    /// refused, and only a fresh session offers it again.
+    fn start_fresh_sessions(&mut self, peer: PeerId, docs: Vec<DocId>) {
+        for doc in docs {
+            let busy = self
+                .peers
+                .get(&peer)
+                .is_some_and(|p| p.in_flight.contains_key(&doc));
+            if !busy {
+                self.shared.engine().reset_sync(&peer.to_string(), &doc);
+            }
+            self.start_session(peer, doc);
         }
     }
 
