@@ -193,17 +193,15 @@ pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
 
 macro_rules! hex_serde {
     ($name:ident, $n:expr) => {
+        /// Hex in human-readable formats (JSON), bytes in binary ones (postcard, CBOR).
         pub(crate) mod $name {
             use serde::{Deserialize, Deserializer, Serializer};
             pub(crate) fn serialize<S: Serializer>(v: &[u8; $n], s: S) -> Result<S::Ok, S::Error> {
                 if s.is_human_readable() {
                     s.serialize_str(&hex::encode(v))
                 } else {
-                    serde::Serialize::serialize(&serde_bytes_array(v), s)
+                    s.serialize_bytes(v)
                 }
-            }
-            fn serde_bytes_array(v: &[u8; $n]) -> &[u8] {
-                v
             }
             pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
                 d: D,
@@ -213,7 +211,7 @@ macro_rules! hex_serde {
                     let s = String::deserialize(d)?;
                     hex::decode_to_slice(&s, &mut out).map_err(serde::de::Error::custom)?;
                 } else {
-                    let v = <Vec<u8>>::deserialize(d)?;
+                    let v = serde_bytes::ByteBuf::deserialize(d)?;
                     if v.len() != $n {
                         return Err(serde::de::Error::invalid_length(v.len(), &stringify!($n)));
                     }

@@ -13,6 +13,10 @@ use crate::document::{Applied, Batch, ChangeSignature, Context, Document, Reject
 use crate::genesis::NetworkId;
 use crate::wire::{self, FrameError};
 
+/// Change bytes carried by one sync message (well under the receiving side's
+/// `wire::Limits::sync_message_bytes_max`, with room for the signatures beside it).
+pub const SYNC_CHANGE_BYTES_MAX: usize = 2 * 1024 * 1024;
+
 /// A message for one peer about one document: the Automerge sync message and the signatures
 /// of the changes it carries.
 #[derive(Debug, Clone)]
@@ -30,10 +34,42 @@ impl From<FrameError> for Rejected {
 }
 
 impl Document {
-    /// The next message for a peer, or `None` if there is nothing to say.
+    /// The next message for a peer, or `None` if there is nothing to say. Carries at most
+    /// [`SYNC_CHANGE_BYTES_MAX`] of changes; the rest follow in later rounds.
     pub fn generate_sync(&mut self, state: &mut sync::State) -> Option<Outgoing> {
+        self.generate_sync_within(state, SYNC_CHANGE_BYTES_MAX)
+    }
+
+    /// [`Document::generate_sync`] with an explicit budget of change bytes per message.
+    /// Automerge would put every missing change in one message — for a month's visit log synced
+    /// cold, more than a peer accepts — so what does not fit is taken back out of the message
+    /// and out of `sent_hashes`, and goes in the next round.
+    pub fn generate_sync_within(
+        &mut self,
+        state: &mut sync::State,
+        change_bytes_max: usize,
+    ) -> Option<Outgoing> {
         let before = state.sent_hashes.clone();
-        let msg = self.automerge_mut().sync().generate_sync_message(state)?;
+        let mut msg = self.automerge_mut().sync().generate_sync_message(state)?;
+        let total: usize = msg.changes.iter().map(<[u8]>::len).sum();
+        if total > change_bytes_max && msg.changes.len() > 1 {
+            let mut kept: Vec<Vec<u8>> = Vec::new();
+            let mut size = 0;
+            let mut full = false;
+            for chunk in msg.changes.iter() {
+                full = full || (!kept.is_empty() && size + chunk.len() > change_bytes_max);
+                if full {
+                    // Our own change: it parses. Not sent, so not "sent".
+                    if let Ok(c) = automerge::Change::from_bytes(chunk.to_vec()) {
+                        state.sent_hashes.remove(&c.hash());
+                    }
+                } else {
+                    size += chunk.len();
+                    kept.push(chunk.to_vec());
+                }
+            }
+            msg.changes = sync::ChunkList::from(kept);
+        }
         let signatures: Vec<ChangeSignature> = state
             .sent_hashes
             .difference(&before)

@@ -1061,3 +1061,62 @@ fn a_bad_record_is_caught_by_checking_only_what_changed() {
     assert_eq!(err.reason(), "schema-violation");
     assert!(err.to_string().contains("entries/v-bad/date"), "{err}");
 }
+
+#[test]
+fn a_large_sync_is_split_across_rounds_within_the_budget() {
+    let net = Net::new();
+    let (mut a, _) = net.visit_log().unwrap();
+    for i in 0..40 {
+        a.edit(&net.ctx(T0), &net.c_wang, T0 + 10 + i, None, |tx| {
+            kinds::visits::add_entry(tx, &format!("v{i}"), &visit("h1", "王芳", "2026-11-03", T0))
+        })
+        .unwrap();
+    }
+    let mut b = Document::empty(a.header().clone(), actor(62));
+    let (mut sa, mut sb) = (automerge::sync::State::new(), automerge::sync::State::new());
+    let limits = linli_crdt_model::wire::Limits::default();
+    let budget = 4 * 1024;
+    let (mut rounds, mut biggest) = (0, 0);
+    loop {
+        let mut quiet = true;
+        if let Some(out) = a.generate_sync_within(&mut sa, budget) {
+            biggest = biggest.max(out.message.len());
+            b.receive_sync(
+                &net.ctx(T0 + DAY),
+                &mut sb,
+                net.trust.network(),
+                &out.message,
+                out.signatures,
+                &limits,
+            )
+            .unwrap();
+            quiet = false;
+        }
+        if let Some(out) = b.generate_sync_within(&mut sb, budget) {
+            a.receive_sync(
+                &net.ctx(T0 + DAY),
+                &mut sa,
+                net.trust.network(),
+                &out.message,
+                out.signatures,
+                &limits,
+            )
+            .unwrap();
+            quiet = false;
+        }
+        rounds += 1;
+        assert!(rounds < 100, "no convergence");
+        if quiet {
+            break;
+        }
+    }
+    assert_eq!(a.heads(), b.heads());
+    assert!(
+        rounds > 3,
+        "the sync should have needed several rounds, took {rounds}"
+    );
+    assert!(
+        biggest < 2 * budget,
+        "a message of {biggest} bytes exceeds the budget"
+    );
+}

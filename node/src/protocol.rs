@@ -70,7 +70,9 @@ pub struct SyncMessage {
     pub doc: DocId,
     /// Sent until the peer is known to hold the document.
     pub header: Option<SignedHeader>,
-    /// An Automerge sync message, or `None` when the sender has nothing more to say.
+    /// An Automerge sync message, or `None` when the sender has nothing more to say. A byte
+    /// string on the wire, not an array of numbers.
+    #[serde(with = "serde_bytes")]
     pub message: Option<Vec<u8>>,
     pub signatures: Vec<ChangeSignature>,
     pub certificates: Vec<Certificate>,
