@@ -48,6 +48,60 @@ struct Kept {
     certificates: HashSet<RecordId>,
 }
 
+/// What a key may do for one kind of action, before time and statement are known: see
+/// [`Trust::permission`].
+#[derive(Debug)]
+pub struct Permission<'a> {
+    key: PublicKey,
+    trust: &'a Trust,
+    revoked: Option<&'a Kept>,
+    /// The certificates that permit the action (`None`: a genesis root key), or why none does.
+    allowed: Result<Vec<Option<(RecordId, &'a Certificate)>>, Denied>,
+}
+
+impl Permission<'_> {
+    /// The verdict for a statement at `at_ms` with hash `statement`: checked in the same order,
+    /// with the same reasons, as [`Trust::authorize`].
+    pub fn at(&self, at_ms: i64, statement: Option<&[u8; 32]>) -> Result<Grant, Denied> {
+        if let Some(kept) = self.revoked
+            && !statement.is_some_and(|h| kept.changes.contains(h))
+        {
+            return Err(Denied::Revoked(self.key));
+        }
+        let allowed = self.allowed.as_ref().map_err(Clone::clone)?;
+        for entry in allowed {
+            match entry {
+                None => {
+                    let top = &self.trust.genesis.top;
+                    return Ok(Grant {
+                        key: self.key,
+                        certificate: None,
+                        unit: top.id.clone(),
+                        unit_kind: top.kind,
+                        role: Role::Admin,
+                        holder: "root".to_owned(),
+                    });
+                }
+                Some((id, c)) if c.valid_at(at_ms) => {
+                    return Ok(Grant {
+                        key: self.key,
+                        certificate: Some(*id),
+                        unit: c.body.unit.id.clone(),
+                        unit_kind: c.body.unit.kind,
+                        role: c.body.role,
+                        holder: c.body.holder.clone(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        Err(Denied::Expired {
+            key: self.key,
+            at_ms,
+        })
+    }
+}
+
 /// The authority a key acted with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -215,64 +269,62 @@ impl Trust {
         statement: Option<&[u8; 32]>,
         permits: impl Fn(&Unit, Role) -> bool,
     ) -> Result<Grant, Denied> {
-        if let Some(kept) = self.revoked.get(key) {
-            let is_kept = statement.is_some_and(|h| kept.changes.contains(h));
-            if !is_kept {
-                return Err(Denied::Revoked(*key));
+        self.permission(key, permits).at(at_ms, statement)
+    }
+
+    /// What `key` may do for an action, judged once: the part of [`Trust::authorize`] that does
+    /// not depend on the statement's time or hash. An ingest asks this once per author and then
+    /// [`Permission::at`] once per change.
+    pub fn permission(
+        &self,
+        key: &PublicKey,
+        permits: impl Fn(&Unit, Role) -> bool,
+    ) -> Permission<'_> {
+        let revoked = self.revoked.get(key);
+        let allowed = if self.genesis.is_root(key) && permits(&self.genesis.top, Role::Admin) {
+            Ok(vec![None])
+        } else {
+            let certs = self.certificates_of(key);
+            if certs.is_empty() {
+                if self.genesis.is_root(key) {
+                    Err(Denied::NotPermitted {
+                        key: *key,
+                        roles: "root".to_owned(),
+                    })
+                } else {
+                    Err(Denied::UnknownKey(*key))
+                }
+            } else {
+                let chained: Vec<_> = certs
+                    .iter()
+                    .filter(|(id, _)| self.valid.contains(id))
+                    .collect();
+                if chained.is_empty() {
+                    Err(Denied::Untrusted(*key))
+                } else {
+                    let permitted: Vec<Option<(RecordId, &Certificate)>> = chained
+                        .iter()
+                        .filter(|(_, c)| permits(&c.body.unit, c.body.role))
+                        .map(|(id, c)| Some((*id, *c)))
+                        .collect();
+                    if permitted.is_empty() {
+                        let roles = chained
+                            .iter()
+                            .map(|(_, c)| format!("{} of {}", c.body.role.as_str(), c.body.unit.id))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        Err(Denied::NotPermitted { key: *key, roles })
+                    } else {
+                        Ok(permitted)
+                    }
+                }
             }
-        }
-        if self.genesis.is_root(key) {
-            let top = &self.genesis.top.id;
-            if permits(&self.genesis.top, Role::Admin) {
-                return Ok(Grant {
-                    key: *key,
-                    certificate: None,
-                    unit: top.clone(),
-                    unit_kind: self.genesis.top.kind,
-                    role: Role::Admin,
-                    holder: "root".to_owned(),
-                });
-            }
-        }
-        let certs = self.certificates_of(key);
-        if certs.is_empty() {
-            if self.genesis.is_root(key) {
-                return Err(Denied::NotPermitted {
-                    key: *key,
-                    roles: "root".to_owned(),
-                });
-            }
-            return Err(Denied::UnknownKey(*key));
-        }
-        let chained: Vec<_> = certs
-            .iter()
-            .filter(|(id, _)| self.valid.contains(id))
-            .collect();
-        if chained.is_empty() {
-            return Err(Denied::Untrusted(*key));
-        }
-        let permitted: Vec<_> = chained
-            .iter()
-            .filter(|(_, c)| permits(&c.body.unit, c.body.role))
-            .collect();
-        if permitted.is_empty() {
-            let roles = chained
-                .iter()
-                .map(|(_, c)| format!("{} of {}", c.body.role.as_str(), c.body.unit.id))
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(Denied::NotPermitted { key: *key, roles });
-        }
-        match permitted.iter().find(|(_, c)| c.valid_at(at_ms)) {
-            Some((id, c)) => Ok(Grant {
-                key: *key,
-                certificate: Some(*id),
-                unit: c.body.unit.id.clone(),
-                unit_kind: c.body.unit.kind,
-                role: c.body.role,
-                holder: c.body.holder.clone(),
-            }),
-            None => Err(Denied::Expired { key: *key, at_ms }),
+        };
+        Permission {
+            key: *key,
+            trust: self,
+            revoked,
+            allowed,
         }
     }
 
