@@ -11,6 +11,7 @@
 //! Results and what limits each missed target: `BENCHMARKS.md`.
 
 mod city;
+mod city_procs;
 mod data;
 mod measure;
 mod peers;
@@ -92,6 +93,9 @@ struct Output {
     scale: Option<scale::Report>,
     seconds: f64,
 }
+
+/// Whether `--quick` runs R4 on real processes too (it does when it takes under 30 s).
+const R4_PROCESSES_IN_QUICK: bool = true;
 
 /// Run every arm once per repetition, in turn, and drop the first repetition.
 fn rounds(reps: usize, arms: &mut [&mut dyn FnMut() -> f64]) -> Vec<Vec<f64>> {
@@ -529,6 +533,39 @@ fn main() -> anyhow::Result<()> {
             ),
         );
         progress("R4", start, &rows);
+
+        // The same on real processes (the city testnet over TCP on 127.0.0.1).
+        if !s.quick || R4_PROCESSES_IN_QUICK {
+            let procs = city_procs::run(reps).context("R4 (processes)")?;
+            let procs = &procs[1..];
+            let heal: Vec<f64> = procs.iter().map(|r| r.heal).collect();
+            let hops: Vec<f64> = procs.iter().map(|r| city::HEAL_HOPS * r.hop).collect();
+            let rtts: Vec<f64> = procs.iter().map(|r| city::HEAL_HOPS * r.rtt).collect();
+            rows.push(Row::ratio(
+                "R4 (processes)",
+                "heal time ÷ (2 hops × measured one-hop time), 13 `linli node run` processes, TCP",
+                Target::AtMost(2.0),
+                &heal,
+                &hops,
+            ));
+            rows.push(Row::ratio(
+                "R4 (processes)",
+                "heal time ÷ (2 hops × request round trip, GET /v1/status)",
+                Target::None,
+                &heal,
+                &rtts,
+            ));
+            count(
+                "R4 (processes) medians: one hop / request round trip / heal (ms)",
+                format!(
+                    "{:.1} / {:.2} / {:.1}",
+                    median(&procs.iter().map(|r| r.hop).collect::<Vec<_>>()) * 1e3,
+                    median(&procs.iter().map(|r| r.rtt).collect::<Vec<_>>()) * 1e3,
+                    median(&heal) * 1e3
+                ),
+            );
+            progress("R4 (processes)", start, &rows);
+        }
     }
 
     let mut scale_report = None;
