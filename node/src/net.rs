@@ -384,7 +384,8 @@ impl Net {
             .peers
             .iter()
             .filter(|(p, s)| {
-                !s.connected
+                // Ask the swarm, not our own flag: a missed close must not stop redialling.
+                !self.swarm.is_connected(p)
                     && !s.addresses.is_empty()
                     && !self.blocked.contains(p)
                     && !self.bans.contains_key(p)
@@ -883,6 +884,21 @@ impl Net {
     }
 
     fn anti_entropy(&mut self) {
+        // A connected peer whose hello never completed (the request went down with a connection
+        // that closed under it) is greeted again rather than left silent.
+        let unhelloed: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| p.unit.is_none() && self.swarm.is_connected(id))
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in unhelloed {
+            let hello = self.shared.engine().hello();
+            self.swarm
+                .behaviour_mut()
+                .sync
+                .send_request(&peer, Request::Hello(hello));
+        }
         let peers: Vec<(PeerId, Unit)> = self
             .peers
             .iter()
