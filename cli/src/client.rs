@@ -121,14 +121,6 @@ impl Client {
         self.finish(r)
     }
 
-    #[allow(
-        dead_code,
-        reason = "for text routes such as /metrics; no command reads one yet"
-    )]
-    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
-        Ok(String::from_utf8_lossy(&self.get_bytes(path)?).into_owned())
-    }
-
     pub fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,

@@ -103,6 +103,8 @@ pub enum SyncRefused {
     Certificate(#[from] RecordError),
     #[error("hello refused: {0}")]
     Hello(String),
+    #[error("unreadable request: {0}")]
+    Unreadable(String),
     #[error("the peer has not said hello")]
     NoHello,
     #[error("storage failed: {0}")]
@@ -118,6 +120,7 @@ impl SyncRefused {
             SyncRefused::Header(_) | SyncRefused::HeaderMismatch(_) => "bad-header",
             SyncRefused::Certificate(_) => "bad-certificate",
             SyncRefused::Hello(_) => "bad-hello",
+            SyncRefused::Unreadable(_) => "unreadable",
             SyncRefused::NoHello => "no-hello",
             SyncRefused::Storage(_) => "storage",
         }
@@ -1610,7 +1613,7 @@ impl Engine {
         self.bump_incremental(id, applied.new.len())
     }
 
-    /// Sign a checkpoint if this is a district node and the interval has passed.
+    /// Districts sign checkpoints (the network loop asks on its interval).
     pub fn is_district(&self) -> bool {
         self.unit.kind == UnitKind::District
     }

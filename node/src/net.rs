@@ -528,7 +528,7 @@ impl Net {
                 debug!(%peer, %error, "inbound request failed");
                 if let request_response::InboundFailure::Io(e) = &error {
                     // An oversized or undecodable request: the peer made the node read it.
-                    let e = SyncRefused::Hello(format!("unreadable request: {e}"));
+                    let e = SyncRefused::Unreadable(e.to_string());
                     self.offence(peer, &e, false);
                 }
                 self.drop_if_marked(peer);
