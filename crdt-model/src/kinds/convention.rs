@@ -92,7 +92,7 @@ pub fn init(doc: &mut AutoCommit) -> Result<(), EditError> {
 }
 
 pub fn hydrate(doc: &impl automerge::ReadDoc) -> Result<Convention, SchemaError> {
-    let doc = &super::Reader(doc);
+    let doc = &super::Reader::new(doc);
     let adoption = match doc.get(&automerge::ROOT, ADOPTION) {
         Ok(None) => None,
         Ok(Some(_)) => super::root_value(doc, ADOPTION)?,

@@ -121,7 +121,7 @@ pub fn init(doc: &mut AutoCommit) -> Result<(), EditError> {
 }
 
 pub fn hydrate(doc: &impl automerge::ReadDoc) -> Result<Directory, SchemaError> {
-    let doc = &super::Reader(doc);
+    let doc = &super::Reader::new(doc);
     Ok(Directory {
         units: super::records(doc, UNITS)?,
         certificates: super::blobs(doc, CERTIFICATES)?,

@@ -26,7 +26,7 @@ pub fn init(doc: &mut AutoCommit) -> Result<(), EditError> {
 }
 
 pub fn hydrate(doc: &impl automerge::ReadDoc) -> Result<Ledger, SchemaError> {
-    let doc = &super::Reader(doc);
+    let doc = &super::Reader::new(doc);
     Ok(Ledger {
         attestations: super::blobs(doc, ATTESTATIONS)?,
     })

@@ -176,7 +176,7 @@ fn write_meta(doc: &mut AutoCommit, meta: &Meta, old: Option<&Meta>) -> Result<(
 }
 
 pub fn hydrate(doc: &impl automerge::ReadDoc) -> Result<Minutes, SchemaError> {
-    let doc = &super::Reader(doc);
+    let doc = &super::Reader::new(doc);
     let meta = Meta {
         form: super::root_value(doc, FORM)?,
         meeting: super::root_value(doc, MEETING)?,

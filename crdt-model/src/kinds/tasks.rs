@@ -172,7 +172,7 @@ pub fn init(doc: &mut AutoCommit) -> Result<(), EditError> {
 }
 
 pub fn hydrate(doc: &impl automerge::ReadDoc) -> Result<List, SchemaError> {
-    let doc = &super::Reader(doc);
+    let doc = &super::Reader::new(doc);
     let list = List {
         tasks: super::records(doc, TASKS)?,
         requests: super::records(doc, REQUESTS)?,
@@ -509,7 +509,8 @@ pub fn admission_of(
     doc: &impl automerge::ReadDoc,
     id: &str,
 ) -> Result<Option<Admission>, SchemaError> {
-    let doc = &super::Reader(doc);
+    let doc = &super::Reader::new(doc);
+    doc.partial_root_map(TASKS);
     Ok(super::one_record::<Task>(doc, TASKS, id)?.and_then(|t| t.admission))
 }
 

@@ -94,7 +94,7 @@ pub fn init(doc: &mut AutoCommit, month: &str) -> Result<(), EditError> {
 }
 
 pub fn hydrate(doc: &impl automerge::ReadDoc) -> Result<Log, SchemaError> {
-    let doc = &super::Reader(doc);
+    let doc = &super::Reader::new(doc);
     let month: String = super::root_value(doc, MONTH)?;
     if super::parse_month(&month).is_none() {
         return Err(SchemaError::Invalid {
