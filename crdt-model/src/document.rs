@@ -12,7 +12,9 @@
 //!    district's review and approval.
 //!
 //! Checks 1–4 are per change hash and do not depend on how a sync message packed the changes.
-//! Check 5 runs on a copy; the copy replaces the document only when it passes.
+//! Checks 3–5 run on a copy; the copy replaces the document only when every check passes. A
+//! large batch is verified (2) on a second thread while 3–5 run, which changes nothing of what
+//! is accepted or of the reason a refusal gives.
 
 use std::collections::{HashMap, HashSet};
 
@@ -25,6 +27,10 @@ use crate::genesis::NetworkId;
 use crate::keys::{self, Domain, PublicKey, SecretKey, Signature};
 use crate::kinds::{self, EditError, Kind, SchemaError, Touched};
 use crate::trust::{Denied, Grant, Trust};
+
+/// Batches of at least this many signatures are verified on a second thread while the first
+/// applies them to a copy (below it, starting a thread costs more than it saves).
+const VERIFY_ALONGSIDE_MIN: usize = 64;
 
 /// Limits on what one ingest may bring.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -480,6 +486,14 @@ impl Document {
             fresh.push(change);
         }
 
+        if fresh.is_empty() {
+            return Ok(Applied {
+                new: Vec::new(),
+                duplicates,
+                heads: self.doc.get_heads(),
+            });
+        }
+
         // Signatures.
         let mut found = Vec::with_capacity(fresh.len());
         for change in &fresh {
@@ -489,87 +503,40 @@ impl Document {
                 .ok_or(Rejected::Unsigned { change: hash })?;
             found.push(*sig);
         }
-        let messages: Vec<Vec<u8>> = found.iter().map(|s| s.message(network, self.id)).collect();
-        let items: Vec<_> = found
-            .iter()
-            .zip(&messages)
-            .map(|(s, m)| (s.author, m.as_slice(), s.signature))
-            .collect();
-        if !items.is_empty()
-            && let Err((i, _)) = keys::verify_many(&items)
-        {
-            return Err(Rejected::BadSignature {
-                change: fresh[i].hash(),
+        let id = self.id;
+        let verify = || {
+            let messages: Vec<Vec<u8>> = found.iter().map(|s| s.message(network, id)).collect();
+            let items: Vec<_> = found
+                .iter()
+                .zip(&messages)
+                .map(|(s, m)| (s.author, m.as_slice(), s.signature))
+                .collect();
+            keys::verify_many(&items).map_err(|(i, _)| Rejected::BadSignature {
+                change: ChangeHash(found[i].hash),
                 author: found[i].author,
-            });
-        }
-
-        // Authority, time. A month of visits has thousands of changes by ten authors: judge
-        // each author's certificates once, then each change's time and hash.
-        let (kind, unit) = (self.header.header.kind, self.header.header.unit.clone());
-        let mut permissions = HashMap::new();
-        for (change, sig) in fresh.iter().zip(&found) {
-            let hash = change.hash();
-            let at_ms = change.timestamp();
-            if at_ms > ctx.now_ms.saturating_add(ctx.limits.clock_skew_ms_max) {
-                return Err(Rejected::FutureTimestamp {
-                    change: hash,
-                    at_ms,
-                    now_ms: ctx.now_ms,
-                });
-            }
-            permissions
-                .entry(sig.author)
-                .or_insert_with(|| {
-                    ctx.trust.permission(&sig.author, |u, role| {
-                        doc::may_write(kind, &unit, &u.id, role)
-                    })
-                })
-                .at(at_ms, Some(&hash.0))
-                .map_err(|d| Rejected::denied(hash, d))?;
-        }
-
-        // Causality: a change whose dependency is neither held nor in the batch is not refused
-        // (a Bloom filter false positive in Automerge's sync produces exactly that); it waits in
-        // Automerge's queue, already checked, and Automerge asks the peer for what is missing.
-        // Only the number waiting is bounded (below).
-        if fresh.is_empty() {
-            return Ok(Applied {
-                new: Vec::new(),
-                duplicates,
-                heads: self.doc.get_heads(),
-            });
-        }
-
-        // Apply to a copy, check what changed, then swap it in.
-        let mut scratch = self.doc.clone();
-        scratch.update_diff_cursor();
-        // automerge 0.12 can panic applying well-framed changes that name unknown actors or
-        // missing objects (see wire.rs). The copy is thrown away on failure, so a panic here is
-        // one more way of refusing the batch, never a crash of the node.
-        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            scratch.apply_changes(fresh.iter().cloned())?;
-            Ok::<_, automerge::AutomergeError>(scratch.diff_incremental())
-        }));
-        let patches = match applied {
-            Ok(Ok(patches)) => patches,
-            Ok(Err(e)) => return Err(Rejected::Malformed(e.to_string())),
-            Err(_) => {
-                return Err(Rejected::Malformed(
-                    "automerge could not apply the changes".to_owned(),
-                ));
-            }
+            })
         };
-        scratch.reset_diff_cursor();
-        validate_state(kind, &scratch, &Touched::from_patches(&patches), ctx).map_err(
-            |e| match e {
-                EditRefused::Admission { task, error } => Rejected::Admission {
-                    task,
-                    reason: error.to_string(),
-                },
-                other => Rejected::SchemaViolation(other.to_string()),
-            },
-        )?;
+        // A large batch (a cold sync brings a month in one) is verified on a second thread
+        // while this one judges authority and applies it to a copy: the copy reaches the
+        // document only after both succeed, so no change enters unverified, and the reason
+        // given for a refusal is the same as if the checks ran one after the other.
+        let (verified, candidate) = if found.len() >= VERIFY_ALONGSIDE_MIN {
+            std::thread::scope(|s| {
+                let verifying = s.spawn(verify);
+                let candidate = self.candidate(ctx, &fresh, &found);
+                let verified = verifying.join().unwrap_or_else(|_| {
+                    Err(Rejected::Malformed(
+                        "signature verification failed unexpectedly".to_owned(),
+                    ))
+                });
+                (verified, candidate)
+            })
+        } else {
+            verify()?;
+            (Ok(()), self.candidate(ctx, &fresh, &found))
+        };
+        verified?;
+        let mut scratch = candidate?;
         // What is now in the document, and what still waits (in Automerge's queue).
         let mut waiting: HashMap<ChangeHash, ChangeSignature> = self.deferred.clone();
         for sig in found {
@@ -581,9 +548,10 @@ impl Document {
                 new.push(c.hash());
             }
         }
+        let now_in: HashSet<ChangeHash> = new.iter().copied().collect();
         let released: Vec<ChangeHash> = waiting
             .keys()
-            .filter(|h| !new.contains(h) && scratch.get_change_meta_by_hash(h).is_some())
+            .filter(|h| !now_in.contains(h) && scratch.get_change_meta_by_hash(h).is_some())
             .copied()
             .collect();
         new.extend(released);
@@ -606,6 +574,83 @@ impl Document {
             duplicates,
             heads: self.doc.get_heads(),
         })
+    }
+
+    /// Checks 3–5 of an ingest on a copy of the document: authority and time of each change,
+    /// then apply and validate what changed. Returns the copy; the caller swaps it in.
+    fn candidate(
+        &self,
+        ctx: &Context<'_>,
+        fresh: &[Change],
+        found: &[&ChangeSignature],
+    ) -> Result<AutoCommit, Rejected> {
+        // Authority, time. A month of visits has thousands of changes by ten authors: judge
+        // each author's certificates once, then each change's time and hash.
+        let (kind, unit) = (self.header.header.kind, &self.header.header.unit);
+        let mut permissions = HashMap::new();
+        for (change, sig) in fresh.iter().zip(found) {
+            let hash = change.hash();
+            let at_ms = change.timestamp();
+            if at_ms > ctx.now_ms.saturating_add(ctx.limits.clock_skew_ms_max) {
+                return Err(Rejected::FutureTimestamp {
+                    change: hash,
+                    at_ms,
+                    now_ms: ctx.now_ms,
+                });
+            }
+            permissions
+                .entry(sig.author)
+                .or_insert_with(|| {
+                    ctx.trust.permission(&sig.author, |u, role| {
+                        doc::may_write(kind, unit, &u.id, role)
+                    })
+                })
+                .at(at_ms, Some(&hash.0))
+                .map_err(|d| Rejected::denied(hash, d))?;
+        }
+
+        // Causality: a change whose dependency is neither held nor in the batch is not refused
+        // (a Bloom filter false positive in Automerge's sync produces exactly that); it waits in
+        // Automerge's queue, already checked, and Automerge asks the peer for what is missing.
+        // Only the number waiting is bounded (by the caller).
+
+        // Apply to a copy and check what changed. A batch into an empty document (a cold
+        // sync) writes the root maps, so it is judged as a whole anyway: asking Automerge
+        // for the patches of every change first would cost more than the check itself.
+        let whole = self.signatures.is_empty();
+        let mut scratch = self.doc.clone();
+        if !whole {
+            scratch.update_diff_cursor();
+        }
+        // automerge 0.12 can panic applying well-framed changes that name unknown actors or
+        // missing objects (see wire.rs). The copy is thrown away on failure, so a panic here is
+        // one more way of refusing the batch, never a crash of the node.
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            scratch.apply_changes(fresh.iter().cloned())?;
+            Ok::<_, automerge::AutomergeError>(if whole {
+                Touched::everything()
+            } else {
+                Touched::from_patches(&scratch.diff_incremental())
+            })
+        }));
+        let touched = match applied {
+            Ok(Ok(touched)) => touched,
+            Ok(Err(e)) => return Err(Rejected::Malformed(e.to_string())),
+            Err(_) => {
+                return Err(Rejected::Malformed(
+                    "automerge could not apply the changes".to_owned(),
+                ));
+            }
+        };
+        scratch.reset_diff_cursor();
+        validate_state(kind, &scratch, &touched, ctx).map_err(|e| match e {
+            EditRefused::Admission { task, error } => Rejected::Admission {
+                task,
+                reason: error.to_string(),
+            },
+            other => Rejected::SchemaViolation(other.to_string()),
+        })?;
+        Ok(scratch)
     }
 
     /// The grant a change's author acted with, or why it has none (for audit).

@@ -404,6 +404,70 @@ fn one_bad_change_spoils_the_whole_batch() {
     assert_eq!(refused(&net, &mut doc, b).reason(), "not-permitted");
 }
 
+/// `n` visits by 王芳 in one batch; the changes listed in `bad_sig` carry a broken signature,
+/// those in `not_permitted` are by 赵强, who may not write this log.
+fn big_batch(
+    net: &Net,
+    doc: &mut Document,
+    n: u8,
+    bad_sig: &[u8],
+    not_permitted: &[u8],
+) -> (Batch, Vec<ChangeHash>) {
+    let mut b = Batch::default();
+    let mut hashes = Vec::new();
+    for i in 0..n {
+        let who = if not_permitted.contains(&i) {
+            &net.q_zhao
+        } else {
+            &net.c_wang
+        };
+        let (c, mut s) = forge(net, doc, who, T0 + 5, i, |tx| {
+            add_visit(tx, &format!("v{i}"))
+        });
+        if bad_sig.contains(&i) {
+            s.signature.0[3] ^= 0x40;
+        }
+        hashes.push(c.hash());
+        b.changes.push(c);
+        b.signatures.push(s);
+    }
+    (b, hashes)
+}
+
+/// Large batches are verified on a second thread while the copy is judged and applied: the
+/// outcome and the reason given must be those of checking one step after the other.
+#[test]
+fn a_large_batch_is_judged_as_if_checked_in_order() {
+    let net = Net::new();
+    let (mut doc, _) = net.visit_log().unwrap();
+
+    let (b, hashes) = big_batch(&net, &mut doc, 100, &[97], &[]);
+    let err = refused(&net, &mut doc, b);
+    assert_eq!(
+        err,
+        Rejected::BadSignature {
+            change: hashes[97],
+            author: net.c_wang.public(),
+        }
+    );
+
+    // A bad signature outranks a refusal of authority found at the same time.
+    let (b, _) = big_batch(&net, &mut doc, 100, &[90], &[3]);
+    assert_eq!(refused(&net, &mut doc, b).reason(), "bad-signature");
+    let (b, hashes) = big_batch(&net, &mut doc, 100, &[], &[3]);
+    assert!(matches!(
+        refused(&net, &mut doc, b),
+        Rejected::NotPermitted { change, .. } if change == hashes[3]
+    ));
+
+    let (b, hashes) = big_batch(&net, &mut doc, 100, &[], &[]);
+    let applied = doc.ingest(&net.ctx(T0 + DAY), b).expect("honest batch");
+    assert_eq!(applied.new.len(), 100);
+    for h in &hashes {
+        assert!(doc.signature(h).is_some());
+    }
+}
+
 #[test]
 fn local_edit_by_someone_without_authority_is_refused_and_rolled_back() {
     let net = Net::new();

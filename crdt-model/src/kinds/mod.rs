@@ -389,6 +389,14 @@ impl Touched {
         t
     }
 
+    /// Judge the whole document.
+    pub fn everything() -> Touched {
+        Touched {
+            root: BTreeSet::from([String::new()]),
+            records: BTreeSet::new(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.root.is_empty() && self.records.is_empty()
     }
