@@ -192,6 +192,8 @@ fn boxed(e: String) -> Box<dyn std::error::Error + Send + Sync> {
 struct Peer {
     unit: Option<Unit>,
     hello_sent: bool,
+    /// Our hello in flight, to greet again at once if it is lost with its connection.
+    hello_request: Option<request_response::OutboundRequestId>,
     connected: bool,
     addresses: HashSet<Multiaddr>,
     rtt_ms: Option<u64>,
@@ -327,6 +329,7 @@ impl Net {
                 self.dial_peer(peer);
             }
             NetCommand::UnblockAll => {
+                debug!(blocked = self.blocked.len(), "unblocking all");
                 for peer in std::mem::take(&mut self.blocked) {
                     // A ban for invalid input is not a partition: it outlives `heal`.
                     if !self.bans.contains_key(&peer) {
@@ -336,7 +339,10 @@ impl Net {
                 }
                 self.dial_bootstrap();
             }
-            NetCommand::SyncNow => self.anti_entropy(),
+            NetCommand::SyncNow => {
+                debug!("sync now");
+                self.anti_entropy()
+            }
             NetCommand::Announce => {}
         }
     }
@@ -347,23 +353,43 @@ impl Net {
                 libp2p::multiaddr::Protocol::P2p(id) => Some(id),
                 _ => None,
             });
-            if let Some(peer) = peer {
-                if peer == *self.swarm.local_peer_id()
-                    || self.blocked.contains(&peer)
-                    || self.swarm.is_connected(&peer)
-                {
-                    continue;
+            let opts = match peer {
+                Some(peer) => {
+                    if peer == *self.swarm.local_peer_id()
+                        || self.blocked.contains(&peer)
+                        || self.swarm.is_connected(&peer)
+                    {
+                        continue;
+                    }
+                    self.peers
+                        .entry(peer)
+                        .or_default()
+                        .addresses
+                        .insert(addr.clone());
+                    // Not while a dial to it is under way (`dial_peer` may have just started
+                    // one): a second connection attempt to the same peer is wasted handshakes,
+                    // and with the peer dialling back it can exceed the per-peer limit.
+                    libp2p::swarm::dial_opts::DialOpts::peer_id(peer)
+                        .addresses(vec![addr.clone()])
+                        .build()
                 }
-                self.peers
-                    .entry(peer)
-                    .or_default()
-                    .addresses
-                    .insert(addr.clone());
-            }
-            if let Err(e) = self.swarm.dial(addr.clone()) {
+                None => addr.clone().into(),
+            };
+            if let Err(e) = self.swarm.dial(opts) {
                 debug!(%addr, error = %e, "dial failed");
             }
         }
+    }
+
+    /// Send our hello to a connected peer and remember the request.
+    fn greet(&mut self, peer: PeerId) {
+        let hello = self.shared.engine().hello();
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&peer, Request::Hello(hello));
+        self.peers.entry(peer).or_default().hello_request = Some(id);
     }
 
     fn redial_known(&mut self) {
@@ -424,8 +450,12 @@ impl Net {
                 }
             }
             SwarmEvent::ConnectionEstablished {
-                peer_id, endpoint, ..
+                peer_id,
+                endpoint,
+                num_established,
+                ..
             } => {
+                debug!(peer = %peer_id, dialer = endpoint.is_dialer(), n = num_established, "connection established");
                 let p = self.peers.entry(peer_id).or_default();
                 p.connected = true;
                 p.last_seen_ms = Some(now_ms());
@@ -434,21 +464,23 @@ impl Net {
                 }
                 if !p.hello_sent {
                     p.hello_sent = true;
-                    let hello = self.shared.engine().hello();
-                    self.swarm
-                        .behaviour_mut()
-                        .sync
-                        .send_request(&peer_id, Request::Hello(hello));
+                    self.greet(peer_id);
                 }
             }
             SwarmEvent::ConnectionClosed {
                 peer_id,
-                num_established: 0,
+                num_established,
+                cause,
                 ..
             } => {
+                debug!(peer = %peer_id, n = num_established, cause = ?cause, "connection closed");
+                if num_established > 0 {
+                    return;
+                }
                 if let Some(p) = self.peers.get_mut(&peer_id) {
                     p.connected = false;
                     p.hello_sent = false;
+                    p.hello_request = None;
                     p.unit = None;
                     p.in_flight.clear();
                     p.again.clear();
@@ -491,6 +523,12 @@ impl Net {
                     p.last_seen_ms = Some(now_ms());
                 }
             }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(peer = ?peer_id, %error, "dial failed");
+            }
+            SwarmEvent::IncomingConnectionError { error, .. } => {
+                debug!(%error, "incoming connection failed");
+            }
             _ => {}
         }
     }
@@ -518,10 +556,33 @@ impl Net {
                 message: Message::Response { response, .. },
                 ..
             } => self.response(peer, response),
-            Event::OutboundFailure { peer, error, .. } => {
+            Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
                 debug!(%peer, %error, "request failed");
-                if let Some(p) = self.peers.get_mut(&peer) {
-                    p.in_flight.clear();
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                p.in_flight.clear();
+                if p.hello_request == Some(request_id) {
+                    p.hello_request = None;
+                    // Two ends that dial each other at once (both unblocked by a heal) briefly
+                    // hold more connections than the per-peer limit, and each end may refuse a
+                    // different one: a hello sent on a refused connection is lost while the
+                    // peer stays connected over another. Greet again on what is left, now,
+                    // rather than leave the link silent until anti-entropy.
+                    let retry = matches!(
+                        error,
+                        request_response::OutboundFailure::ConnectionClosed
+                            | request_response::OutboundFailure::Timeout
+                    );
+                    if retry && p.unit.is_none() && self.swarm.is_connected(&peer) {
+                        debug!(%peer, "hello lost with its connection; greeting again");
+                        self.greet(peer);
+                    }
                 }
             }
             Event::InboundFailure { peer, error, .. } => {
@@ -557,6 +618,7 @@ impl Net {
                         let todo = e.to_sync(&unit.id, &inv);
                         (e.inventory_for(&unit.id), todo)
                     };
+                    debug!(%peer, differ = todo.len(), "inventory received");
                     self.start_fresh_sessions(peer, todo);
                     Response::Inventory(mine)
                 }
@@ -570,12 +632,13 @@ impl Net {
                         self.shared
                             .engine()
                             .sync_in(&peer.to_string(), &unit.id, (*msg).clone());
+                    debug!(reply = matches!(result, Ok(Some(_))), "sync request");
                     match result {
                         Ok(reply) => Response::Sync(Box::new(reply.unwrap_or(SyncMessage {
                             doc: msg.doc,
                             header: None,
                             message: None,
-                            signatures: Vec::new(),
+                            signatures: Default::default(),
                             certificates: Vec::new(),
                             attestations: Vec::new(),
                         }))),
@@ -632,6 +695,7 @@ impl Net {
                     return;
                 };
                 let todo = self.shared.engine().to_sync(&unit.id, &inv);
+                debug!(%peer, differ = todo.len(), "inventory answered");
                 self.start_fresh_sessions(peer, todo);
             }
             Response::Sync(msg) => {
@@ -656,6 +720,7 @@ impl Net {
                         .engine()
                         .sync_out(&peer.to_string(), &unit.id, &doc)
                 };
+                debug!(%peer, doc = %doc.short(), more = next.is_some(), "sync answered");
                 self.continue_session(peer, doc, next);
             }
             Response::Rejected { reason, detail } => {
@@ -893,11 +958,7 @@ impl Net {
             .map(|(id, _)| *id)
             .collect();
         for peer in unhelloed {
-            let hello = self.shared.engine().hello();
-            self.swarm
-                .behaviour_mut()
-                .sync
-                .send_request(&peer, Request::Hello(hello));
+            self.greet(peer);
         }
         let peers: Vec<(PeerId, Unit)> = self
             .peers
