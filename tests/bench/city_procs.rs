@@ -11,6 +11,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -19,6 +21,7 @@ use linli_crdt_model::kinds::{self, Kind};
 use linli_crdt_model::unit::UnitId;
 use linli_node::engine::{CreateDoc, DocSummary, Receipt};
 use linli_node::ops::Op;
+use linli_node::shared::PeerInfo;
 use linli_testnet::client::Client;
 use linli_testnet::net::par_map;
 use linli_testnet::{State, Topology};
@@ -40,6 +43,20 @@ pub(crate) struct Rep {
     pub(crate) rtt: f64,
     /// From `heal` until every holder of the written documents has the same heads.
     pub(crate) heal: f64,
+    /// Where the heal time goes (seconds from the start of `heal`).
+    pub(crate) parts: Parts,
+}
+
+/// The breakdown of one heal, seconds from the start of `heal`, seen through the APIs: when
+/// `linli_testnet::heal` returned, when either end of the cut link (解放街道 – 铁东区) first lists
+/// the other as connected, and when both list it with its unit (each end has accepted a hello).
+/// A poller thread asks both ends' `GET /v1/peers` back to back while the heal runs; `None` if
+/// it never saw the state before convergence.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Parts {
+    pub(crate) heal_call: f64,
+    pub(crate) connected: Option<f64>,
+    pub(crate) hello: Option<f64>,
 }
 
 /// The release `linli` binary, built (or found up to date) in its own target directory,
@@ -64,6 +81,20 @@ fn linli_release_bin() -> anyhow::Result<PathBuf> {
         );
     }
     Ok(bin)
+}
+
+/// With `LINLI_BENCH_R4_LOGS=DIR`, copy every node's `node.log` to `DIR/<unit>.log` (run with
+/// `LINLI_TESTNET_LOG=info,linli_node::net=debug` to see the heal's steps with timestamps).
+fn keep_logs(state: &State) {
+    let Some(to) = std::env::var_os("LINLI_BENCH_R4_LOGS") else {
+        return;
+    };
+    let to = PathBuf::from(to);
+    let _ = std::fs::create_dir_all(&to);
+    for n in &state.nodes {
+        let name = n.unit.as_str().replace('/', "_");
+        let _ = std::fs::copy(n.data_dir.join("node.log"), to.join(format!("{name}.log")));
+    }
 }
 
 /// `down` the testnet when dropped, whatever happened.
@@ -163,6 +194,10 @@ pub(crate) fn run(reps: usize) -> anyhow::Result<Vec<Rep>> {
         "R4 (processes): {reps} repetitions in {:.1} s",
         t.elapsed().as_secs_f64()
     );
+    if let Ok(reps) = &out {
+        print_parts(&reps[1.min(reps.len())..]);
+    }
+    keep_logs(&state);
     out
 }
 
@@ -292,19 +327,110 @@ fn measure(state: &State, dir: &Path, reps: usize) -> anyhow::Result<Vec<Rep>> {
         if converged(&clients, &watched) {
             bail!("R4 (processes): the cut did not keep the sides apart");
         }
+        let link = [
+            (sc, state.nodes[district].peer_id.as_str()),
+            (dc, state.nodes[street].peer_id.as_str()),
+        ];
+        if link.iter().any(|(c, p)| link_state(c, p).0) {
+            bail!("R4 (processes): the cut link still shows as connected before heal");
+        }
+        let stop = AtomicBool::new(false);
+        let seen = Mutex::new((None, None));
         let start = Instant::now();
-        let healed = linli_testnet::heal(dir)?;
+        let (healed, heal_call, converged_at) = std::thread::scope(|s| {
+            s.spawn(|| watch_link(&link, start, &stop, &seen));
+            let result = (|| {
+                let healed = linli_testnet::heal(dir)?;
+                let heal_call = start.elapsed().as_secs_f64();
+                wait("heal", Duration::from_secs(60), || {
+                    converged(&clients, &watched)
+                })?;
+                Ok::<_, anyhow::Error>((healed, heal_call, start.elapsed().as_secs_f64()))
+            })();
+            stop.store(true, Ordering::Relaxed);
+            result
+        })?;
         if !healed.unreachable.is_empty() {
             bail!(
                 "R4 (processes): heal: {:?} did not answer",
                 healed.unreachable
             );
         }
-        wait("heal", Duration::from_secs(60), || {
-            converged(&clients, &watched)
-        })?;
-        let heal = start.elapsed().as_secs_f64();
-        out.push(Rep { hop, rtt, heal });
+        let (connected, hello) = *seen.lock().expect("poller does not panic");
+        out.push(Rep {
+            hop,
+            rtt,
+            heal: converged_at,
+            parts: Parts {
+                heal_call,
+                connected,
+                hello,
+            },
+        });
     }
     Ok(out)
+}
+
+/// Whether `c` lists `peer` as connected, and as connected with its hello accepted.
+fn link_state(c: &Client, peer: &str) -> (bool, bool) {
+    let peers: Vec<PeerInfo> = c.get("/v1/peers").unwrap_or_default();
+    peers
+        .iter()
+        .find(|p| p.peer_id == peer)
+        .map_or((false, false), |p| {
+            (p.connected, p.connected && p.unit.is_some())
+        })
+}
+
+/// Poll both ends of the cut link until `stop`, recording (seconds since `start`) the first time
+/// either end lists the other as connected and the first time both list each other with a unit.
+fn watch_link(
+    link: &[(&Client, &str); 2],
+    start: Instant,
+    stop: &AtomicBool,
+    seen: &Mutex<(Option<f64>, Option<f64>)>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let a = link_state(link[0].0, link[0].1);
+        let b = link_state(link[1].0, link[1].1);
+        let t = start.elapsed().as_secs_f64();
+        let mut s = seen.lock().expect("one poller");
+        if s.0.is_none() && (a.0 || b.0) {
+            s.0 = Some(t);
+        }
+        if s.1.is_none() && a.1 && b.1 {
+            s.1 = Some(t);
+            return;
+        }
+    }
+}
+
+/// Medians of the heal breakdown, printed for BENCHMARKS.md (ms).
+pub(crate) fn print_parts(reps: &[Rep]) {
+    let med = |f: &dyn Fn(&Parts) -> Option<f64>| {
+        let v: Vec<f64> = reps.iter().filter_map(|r| f(&r.parts)).collect();
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            crate::measure::median(&v) * 1e3
+        }
+    };
+    eprintln!(
+        "R4 (processes) heal breakdown, medians of {} (ms from the start of heal): heal call returned {:.1}; cut link connected {:.1}; both hellos accepted {:.1}; converged {:.1}",
+        reps.len(),
+        med(&|p| Some(p.heal_call)),
+        med(&|p| p.connected),
+        med(&|p| p.hello),
+        crate::measure::median(&reps.iter().map(|r| r.heal).collect::<Vec<_>>()) * 1e3,
+    );
+    for (i, r) in reps.iter().enumerate() {
+        let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.1}", v * 1e3));
+        eprintln!(
+            "  rep {i}: heal call {:.1}, connected {}, hellos {}, converged {:.1}",
+            r.parts.heal_call * 1e3,
+            ms(r.parts.connected),
+            ms(r.parts.hello),
+            r.heal * 1e3
+        );
+    }
 }
