@@ -12,6 +12,7 @@ use linli_crdt_model::document::{Batch, ChangeSignature, Document, EditRefused, 
 use linli_crdt_model::genesis::NetworkId;
 use linli_crdt_model::keys::SecretKey;
 use linli_crdt_model::kinds::{self, Kind};
+use linli_crdt_model::sync::Signatures;
 use linli_crdt_model::testkit::{self, DAY, Net, T0, YEAR, actor, cert, key, visit};
 
 /// Make a change on a copy of `doc` as `author` (whatever its authority), signed by `signer`.
@@ -1009,7 +1010,7 @@ fn sync_pair(net: &Net, a: &mut Document, b: &mut Document) -> usize {
                 &mut sb,
                 network,
                 &out.message,
-                out.signatures,
+                &out.signatures,
                 &limits,
             )
             .unwrap();
@@ -1021,7 +1022,7 @@ fn sync_pair(net: &Net, a: &mut Document, b: &mut Document) -> usize {
                 &mut sa,
                 network,
                 &out.message,
-                out.signatures,
+                &out.signatures,
                 &limits,
             )
             .unwrap();
@@ -1077,7 +1078,7 @@ fn hostile_sync_bytes_are_refused_and_change_nothing() {
                 &mut state,
                 net.trust.network(),
                 &bytes,
-                vec![],
+                &Signatures::default(),
                 &limits,
             )
             .expect_err(what);
@@ -1150,7 +1151,7 @@ fn a_large_sync_is_split_across_rounds_within_the_budget() {
                 &mut sb,
                 net.trust.network(),
                 &out.message,
-                out.signatures,
+                &out.signatures,
                 &limits,
             )
             .unwrap();
@@ -1162,7 +1163,7 @@ fn a_large_sync_is_split_across_rounds_within_the_budget() {
                 &mut sa,
                 net.trust.network(),
                 &out.message,
-                out.signatures,
+                &out.signatures,
                 &limits,
             )
             .unwrap();
@@ -1183,4 +1184,66 @@ fn a_large_sync_is_split_across_rounds_within_the_budget() {
         biggest < 2 * budget,
         "a message of {biggest} bytes exceeds the budget"
     );
+}
+
+/// Signatures travel packed (no hashes, authors by index); unpacking pairs them with the
+/// carried changes' hashes, and anything that does not fit is refused before verification.
+#[test]
+fn packed_signatures_pair_with_the_carried_changes() {
+    let net = Net::new();
+    let (mut doc, _) = net.visit_log().unwrap();
+    let (b, hashes) = big_batch(&net, &mut doc, 5, &[], &[]);
+    let mut want = b.signatures.clone();
+    want.sort_by_key(|s| s.hash);
+    let packed = Signatures::pack(b.signatures.iter().rev().cloned());
+    assert_eq!(packed.len(), 5);
+    assert_eq!(packed.authors(), &[net.c_wang.public()]);
+    assert_eq!(packed.unpack(&hashes).unwrap(), want);
+    let bytes = postcard::to_allocvec(&packed).unwrap();
+    let full = postcard::to_allocvec(&b.signatures).unwrap();
+    // 64 bytes a signature and one an index, one author key, a few bytes of lengths.
+    assert!(
+        bytes.len() <= 5 * 65 + 32 + 8,
+        "{} (full form {})",
+        bytes.len(),
+        full.len()
+    );
+    assert_eq!(postcard::from_bytes::<Signatures>(&bytes).unwrap(), packed);
+
+    let err = packed.unpack(&hashes[..4]).unwrap_err();
+    expect!["malformed input: signatures: 5 signatures for 4 changes"].assert_eq(&err.to_string());
+    let mut sorted = hashes.clone();
+    sorted.sort();
+    let four = Signatures::pack(want[..4].iter().cloned());
+    assert_eq!(
+        four.unpack(&hashes).unwrap_err(),
+        Rejected::Unsigned { change: sorted[4] }
+    );
+    // Duplicated hashes in a message are one change.
+    let mut twice = hashes.clone();
+    twice.push(hashes[0]);
+    assert_eq!(packed.unpack(&twice).unwrap(), want);
+
+    // A table index past the end, or signature bytes that do not fit the count.
+    let mut json: serde_json::Value = serde_json::to_value(&packed).unwrap();
+    json["author_of"][2] = 7.into();
+    let bad: Signatures = serde_json::from_value(json.clone()).unwrap();
+    expect!["malformed input: signatures: author 7 named, 1 in the table"]
+        .assert_eq(&bad.unpack(&hashes).unwrap_err().to_string());
+    json["author_of"] = serde_json::json!([0, 0, 0, 0]);
+    let bad: Signatures = serde_json::from_value(json).unwrap();
+    expect!["malformed input: signatures: 320 signature bytes for 4 authors named"]
+        .assert_eq(&bad.unpack(&hashes).unwrap_err().to_string());
+
+    // Signatures moved to other changes verify for none of them.
+    let mut swapped = want.clone();
+    let (s0, s1) = (swapped[0].signature, swapped[1].signature);
+    swapped[0].signature = s1;
+    swapped[1].signature = s0;
+    let b = Batch {
+        network: None,
+        changes: b.changes,
+        signatures: swapped,
+    };
+    assert_eq!(refused(&net, &mut doc, b).reason(), "bad-signature");
 }

@@ -729,32 +729,27 @@ impl Engine {
     }
 
     fn persist_local(&mut self, id: &DocId, sig: ChangeSignature) -> Result<(), Error> {
-        let doc = self
-            .docs
-            .get_mut(id)
-            .ok_or_else(|| Error::UnknownDoc(id.to_string()))?;
-        let bytes = doc
-            .change_bytes(&ChangeHash(sig.hash))
-            .expect("the change just made is in the document");
-        self.store.append_changes(id, &[(bytes, sig)])?;
-        self.bump_incremental(id, 1)?;
+        self.persist(id, &[ChangeHash(sig.hash)])?;
         self.changed.insert(*id);
         self.metrics.changes_local.inc();
         Ok(())
     }
 
-    fn bump_incremental(&mut self, id: &DocId, n: usize) -> Result<(), Error> {
-        let count = self.n_incremental.entry(*id).or_insert(0);
-        *count += n;
-        if *count >= self.config.sync.compact_after_changes {
-            let doc = self
-                .docs
-                .get_mut(id)
-                .ok_or_else(|| Error::UnknownDoc(id.to_string()))?;
-            let snapshot = doc.save();
-            self.store.compact(id, &snapshot)?;
-            self.n_incremental.insert(*id, 0);
-        }
+    /// Persist changes just applied to a document through [`persist_applied`], durably.
+    fn persist(&mut self, id: &DocId, new: &[ChangeHash]) -> Result<(), Error> {
+        let doc = self
+            .docs
+            .get_mut(id)
+            .ok_or_else(|| Error::UnknownDoc(id.to_string()))?;
+        let n = self.n_incremental.get(id).copied().unwrap_or(0);
+        let n = persist_applied(
+            &self.store,
+            doc,
+            new,
+            n,
+            self.config.sync.compact_after_changes,
+        )?;
+        self.n_incremental.insert(*id, n);
         Ok(())
     }
 
@@ -1415,7 +1410,7 @@ impl Engine {
         let kind = doc.kind();
         self.keep_state(peer, id, state);
         let out = out?;
-        let mut certificates = self.certificates_for(peer, &out.signatures);
+        let mut certificates = self.certificates_for(peer, out.signatures.authors());
         if let Some(h) = &header {
             // The peer judges the header by its creator's chain, which may not have reached it
             // yet when the document was relayed by a node in between.
@@ -1446,8 +1441,8 @@ impl Engine {
             .collect()
     }
 
-    fn certificates_for(&mut self, peer: &str, sigs: &[ChangeSignature]) -> Vec<Certificate> {
-        let authors: BTreeSet<PublicKey> = sigs.iter().map(|s| s.author).collect();
+    fn certificates_for(&mut self, peer: &str, authors: &[PublicKey]) -> Vec<Certificate> {
+        let authors: BTreeSet<PublicKey> = authors.iter().copied().collect();
         let sent = self.sent_certs.entry(peer.to_owned()).or_default();
         let mut out = Vec::new();
         for a in authors {
@@ -1552,7 +1547,7 @@ impl Engine {
                     &mut state,
                     network,
                     bytes,
-                    msg.signatures,
+                    &msg.signatures,
                     &self.wire_limits,
                 );
                 match r {
@@ -1594,23 +1589,7 @@ impl Engine {
     }
 
     fn persist_remote(&mut self, id: &DocId, applied: &Applied) -> Result<(), Error> {
-        let doc = self
-            .docs
-            .get_mut(id)
-            .ok_or_else(|| Error::UnknownDoc(id.to_string()))?;
-        let mut batch = Vec::with_capacity(applied.new.len());
-        for h in &applied.new {
-            let bytes = doc
-                .change_bytes(h)
-                .expect("an applied change is in the document");
-            let sig = doc
-                .signature(h)
-                .expect("an applied change has its signature")
-                .clone();
-            batch.push((bytes, sig));
-        }
-        self.store.append_changes(id, &batch)?;
-        self.bump_incremental(id, applied.new.len())
+        self.persist(id, &applied.new)
     }
 
     /// Districts sign checkpoints (the network loop asks on its interval).
@@ -1621,6 +1600,21 @@ impl Engine {
     pub fn store(&self) -> &Store {
         &self.store
     }
+}
+
+/// Persist the changes `new`, just applied to `doc`, durably before returning (one store record
+/// per batch; a batch that fills the incremental log goes straight into a new snapshot, see
+/// [`Store::persist_new`]), and return the document's incremental log length now.
+pub fn persist_applied(
+    store: &Store,
+    doc: &mut Document,
+    new: &[ChangeHash],
+    n_incremental: usize,
+    compact_after: usize,
+) -> Result<usize, store::Error> {
+    Ok(store
+        .persist_new(doc, new, n_incremental, compact_after)?
+        .n_incremental)
 }
 
 fn unit_entry(u: &Unit) -> kinds::directory::UnitEntry {

@@ -1,4 +1,4 @@
-//! The wire protocol between nodes: `/linli/sync/1`, request-response over libp2p, CBOR-framed
+//! The wire protocol between nodes: `/linli/sync/2`, request-response over libp2p, CBOR-framed
 //! with size limits on both directions.
 //!
 //! 1. **Hello** first, both ways: network id, protocol version, the node's unit and certificate
@@ -16,15 +16,15 @@
 use linli_crdt_model::attest::Attestation;
 use linli_crdt_model::cert::Certificate;
 use linli_crdt_model::doc::{DocId, SignedHeader};
-use linli_crdt_model::document::ChangeSignature;
 use linli_crdt_model::genesis::NetworkId;
+use linli_crdt_model::sync::Signatures;
 use linli_crdt_model::unit::UnitId;
 use serde::{Deserialize, Serialize};
 
 /// Request-response protocol name; the version is in the name so old and new nodes do not
 /// misread each other.
-pub const PROTOCOL: &str = "/linli/sync/1";
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL: &str = "/linli/sync/2";
+pub const PROTOCOL_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
@@ -74,7 +74,8 @@ pub struct SyncMessage {
     /// string on the wire, not an array of numbers.
     #[serde(with = "serde_bytes")]
     pub message: Option<Vec<u8>>,
-    pub signatures: Vec<ChangeSignature>,
+    /// Packed: in the order of the carried changes' hashes, authors by index (version 2).
+    pub signatures: Signatures,
     pub certificates: Vec<Certificate>,
     pub attestations: Vec<Attestation>,
 }

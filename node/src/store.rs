@@ -8,9 +8,10 @@
 //!   sled's log to disk (fsync) before it returns `Ok`. Sync states are the exception: they are
 //!   an optimisation that a peer can rebuild, so they reach the disk with the next flush (sled's
 //!   background flusher, or any acknowledged write).
-//! - **No half-applied change.** A change and its signature are written in one sled transaction
-//!   across two trees, so after a crash either both are there or neither is. A compaction writes
-//!   the new snapshot and removes the incremental log in one transaction too.
+//! - **No half-applied change.** An appended batch (its changes and their signatures) is written
+//!   in one sled transaction across two trees, so after a crash either all of it is there or
+//!   none. A compaction writes the new snapshot, the signatures of changes that went straight
+//!   into it, and removes the incremental log in one transaction too.
 //! - **A bad directory is an error, never a panic.** A directory sled cannot open, a record that
 //!   does not decode, a store of another network or of a newer format each give a typed
 //!   [`Error`] that names the directory and says what to do.
@@ -22,8 +23,12 @@
 //! | `meta` | `format_version`, `network_id` | big-endian `u32`; the 32-byte network id |
 //! | `headers` | doc id | postcard `SignedHeader` |
 //! | `snapshots` | doc id | `Document::save()` bytes of the last compaction |
-//! | `changes` | doc id ‖ big-endian `u64` sequence | raw Automerge change bytes |
-//! | `signatures` | doc id ‖ change hash | postcard `ChangeSignature` |
+//! | `changes` | doc id ‖ big-endian `u64` seq | one appended batch: raw change chunks, concatenated |
+//! | `signatures` | doc id ‖ big-endian `u64` seq | postcard `Vec<ChangeSignature>` (a pack) |
+//! | `signatures` (format 1) | doc id ‖ change hash | postcard `ChangeSignature` |
+//!
+//! A pack holds the signatures of the batch logged under the same key, or of the changes a
+//! compaction wrote straight into the snapshot (no log entry then).
 //! | `certificates`, `revocations`, `attestations` | record id | the record's `encode()` |
 //! | `sync_states` | peer ‖ 0 ‖ doc id | `automerge::sync::State::encode()` bytes |
 //!
@@ -32,24 +37,37 @@
 //! snapshot still needs its signature when a peer asks for it.
 //!
 //! Sequence numbers come from sled's id generator, which never hands out the same id twice,
-//! crashes included; the append transaction still refuses to overwrite an existing key, so a
+//! crashes included; the write transaction still refuses a key in use in either tree, so a
 //! generator fault would lose no acknowledged change.
+//!
+//! One record per batch rather than per change keeps a cold sync of a 3,000-change document at
+//! a handful of records: [`Store::persist_new`] writes a batch that would fill the log straight
+//! into a new snapshot.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
+use automerge::ChangeHash;
 use linli_crdt_model::attest::Attestation;
 use linli_crdt_model::cert::{Certificate, RecordId, Revocation};
 use linli_crdt_model::doc::{DocId, SignedHeader};
-use linli_crdt_model::document::ChangeSignature;
+use linli_crdt_model::document::{ChangeSignature, Document};
 use linli_crdt_model::genesis::NetworkId;
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 /// The on-disk format this build writes and reads. Bump it when the layout changes, and teach
 /// [`Store::open`] to migrate the older one.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// 2: a log entry may hold several change chunks, and signatures may be packed under a
+/// sequence key. Format 1 is a subset of it (one chunk per entry, one signature per key), so
+/// opening a format-1 store only records the new version, before anything is written in the
+/// new form; a format-1 build then refuses the store as newer instead of misreading it.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this build opens (and upgrades in place).
+const FORMAT_VERSION_MIN: u32 = 1;
 
 const META_FORMAT_VERSION: &[u8] = b"format_version";
 const META_NETWORK_ID: &[u8] = b"network_id";
@@ -102,6 +120,15 @@ pub enum Error {
     },
     #[error("store engine (sled) failed: {0}")]
     Sled(String),
+}
+
+/// What [`Store::persist_new`] did.
+#[derive(Debug)]
+pub struct Persisted {
+    /// The document's incremental log length now (0 after a compaction).
+    pub n_incremental: usize,
+    /// The saved document, when the changes went into a new snapshot.
+    pub snapshot: Option<Vec<u8>>,
 }
 
 /// A document as stored: what [`linli_crdt_model::document::Document::load`] takes.
@@ -238,6 +265,7 @@ impl Store {
                             format!("{} bytes, expected 4", version.len()),
                         )
                     })?;
+                let version_found = found;
                 // Checked before the network: a newer format may keep the network elsewhere.
                 if found > FORMAT_VERSION {
                     return Err(Error::NewerFormat {
@@ -246,7 +274,7 @@ impl Store {
                         supported: FORMAT_VERSION,
                     });
                 }
-                if found != FORMAT_VERSION {
+                if found < FORMAT_VERSION_MIN {
                     return Err(self.corrupt(
                         "meta",
                         META_FORMAT_VERSION,
@@ -270,6 +298,13 @@ impl Store {
                         expected: self.network.to_string(),
                         found: found.to_string(),
                     });
+                }
+                if version_found < FORMAT_VERSION {
+                    // Every older format this build opens is a subset of the current one.
+                    self.meta
+                        .insert(META_FORMAT_VERSION, &FORMAT_VERSION.to_be_bytes()[..])
+                        .map_err(|e| self.sled(e))?;
+                    self.flush()?;
                 }
                 Ok(())
             }
@@ -310,7 +345,9 @@ impl Store {
 
     /// Append changes (raw Automerge change bytes as from `automerge::Change::raw_bytes()`,
     /// each with its signature) to a document's incremental log, atomically (all or none) and
-    /// durably (flushed/fsynced) before returning.
+    /// durably (flushed/fsynced) before returning. The whole call is one log entry (the change
+    /// chunks concatenated) and one signature pack under the same sequence number, so a batch of
+    /// a thousand changes costs two sled records and one fsync, not two thousand records.
     pub fn append_changes(
         &self,
         doc: &DocId,
@@ -319,35 +356,144 @@ impl Store {
         if changes.is_empty() {
             return Ok(());
         }
-        let records: Vec<_> = changes
-            .iter()
-            .map(|(bytes, sig)| {
-                let sig_bytes =
-                    postcard::to_allocvec(sig).expect("postcard encoding of a plain struct");
-                (bytes.as_slice(), key2(&doc.0, &sig.hash), sig_bytes)
+        let mut chunks = Vec::with_capacity(changes.iter().map(|(b, _)| b.len()).sum());
+        for (bytes, _) in changes {
+            chunks.extend_from_slice(bytes);
+        }
+        let pack = encode_pack(changes.iter().map(|(_, sig)| sig));
+        self.write_seq(doc, |tx_changes, tx_sigs, _, key| {
+            tx_changes.insert(&key[..], chunks.as_slice())?;
+            tx_sigs.insert(&key[..], pack.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Replace the document's snapshot with `snapshot` (`Document::save()`) and drop its
+    /// incremental log, atomically. Durable on return.
+    ///
+    /// The snapshot must hold every change appended before this call: the caller serialises
+    /// compaction with appends to the same document. Changes appended while this runs are kept.
+    pub fn compact(&self, doc: &DocId, snapshot: &[u8]) -> Result<(), Error> {
+        self.compact_with(doc, snapshot, &[])
+    }
+
+    /// [`Store::compact`], also storing `signatures`: those of changes in `snapshot` that were
+    /// never appended (a batch written straight into the snapshot instead of appended and then
+    /// compacted). Snapshot, signatures and the removal of the log are one transaction, so after
+    /// a crash either the new snapshot has every signature or the old state is untouched.
+    pub fn compact_with(
+        &self,
+        doc: &DocId,
+        snapshot: &[u8],
+        signatures: &[ChangeSignature],
+    ) -> Result<(), Error> {
+        let logged = self
+            .changes
+            .scan_prefix(doc.0)
+            .keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sled(e))?;
+        let pack = (!signatures.is_empty()).then(|| encode_pack(signatures));
+        self.write_seq(doc, |tx_changes, tx_sigs, tx_snapshots, key| {
+            tx_snapshots.insert(&doc.0[..], snapshot)?;
+            for logged in &logged {
+                tx_changes.remove(logged)?;
+            }
+            if let Some(pack) = &pack {
+                tx_sigs.insert(&key[..], pack.as_slice())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Persist the changes `new` of `doc` (just applied to it, each with its signature in it)
+    /// the cheap way, durably before returning. `n_incremental` is the document's incremental
+    /// log length before; `compact_after` the node's `compact_after_changes`. If the log would
+    /// reach `compact_after`, the document is saved and written as the snapshot together with
+    /// the new signatures, in one transaction, instead of appending changes only to delete them
+    /// again — which is what a cold sync of a whole document does. The returned
+    /// [`Persisted::snapshot`] is those saved bytes, for a caller that wants to reload the
+    /// document from them.
+    pub fn persist_new(
+        &self,
+        doc: &mut Document,
+        new: &[ChangeHash],
+        n_incremental: usize,
+        compact_after: usize,
+    ) -> Result<Persisted, Error> {
+        if new.is_empty() {
+            return Ok(Persisted {
+                n_incremental,
+                snapshot: None,
+            });
+        }
+        let id = doc.id();
+        let signature = |doc: &Document, h: &ChangeHash| {
+            doc.signature(h).cloned().ok_or_else(|| {
+                self.corrupt(
+                    "signatures",
+                    &key2(&id.0, &h.0),
+                    "a change to persist has no signature in its document",
+                )
             })
-            .collect();
-        for _ in 0..APPEND_ATTEMPTS_MAX {
-            // Ids are drawn outside the transaction closure, which sled may run more than once.
-            let keys = records
+        };
+        if n_incremental + new.len() >= compact_after {
+            let signatures = new
                 .iter()
-                .map(|_| {
-                    let seq = self.db.generate_id().map_err(|e| self.sled(e))?;
-                    Ok(change_key(doc, seq))
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
-            let result = (&self.changes, &self.signatures).transaction(|(tx_changes, tx_sigs)| {
-                for (key, (bytes, sig_key, sig_bytes)) in keys.iter().zip(&records) {
-                    if tx_changes.get(key)?.is_some() {
+                .map(|h| signature(doc, h))
+                .collect::<Result<Vec<_>, _>>()?;
+            let snapshot = doc.save();
+            self.compact_with(&id, &snapshot, &signatures)?;
+            return Ok(Persisted {
+                n_incremental: 0,
+                snapshot: Some(snapshot),
+            });
+        }
+        let mut batch = Vec::with_capacity(new.len());
+        for h in new {
+            let sig = signature(doc, h)?;
+            let bytes = doc.change_bytes(h).ok_or_else(|| {
+                self.corrupt(
+                    "changes",
+                    &key2(&id.0, &h.0),
+                    "a change to persist is not in its document",
+                )
+            })?;
+            batch.push((bytes, sig));
+        }
+        self.append_changes(&id, &batch)?;
+        Ok(Persisted {
+            n_incremental: n_incremental + new.len(),
+            snapshot: None,
+        })
+    }
+
+    /// Run `write` in one transaction over the changes, signatures and snapshots trees with a
+    /// fresh sequence key (doc id ‖ u64) that is in use in neither the log nor the signatures,
+    /// then flush. Durable on return.
+    fn write_seq(
+        &self,
+        doc: &DocId,
+        write: impl Fn(
+            &TransactionalTree,
+            &TransactionalTree,
+            &TransactionalTree,
+            &[u8; 40],
+        ) -> Result<(), ConflictableTransactionError<AppendAbort>>,
+    ) -> Result<(), Error> {
+        for _ in 0..APPEND_ATTEMPTS_MAX {
+            // The id is drawn outside the transaction closure, which sled may run more than once.
+            let key = change_key(doc, self.db.generate_id().map_err(|e| self.sled(e))?);
+            let result = (&self.changes, &self.signatures, &self.snapshots).transaction(
+                |(tx_changes, tx_sigs, tx_snapshots)| {
+                    if tx_changes.get(key)?.is_some() || tx_sigs.get(key)?.is_some() {
                         return Err(ConflictableTransactionError::Abort(
                             AppendAbort::SequenceTaken,
                         ));
                     }
-                    tx_changes.insert(&key[..], *bytes)?;
-                    tx_sigs.insert(&sig_key[..], sig_bytes.as_slice())?;
-                }
-                Ok(())
-            });
+                    write(tx_changes, tx_sigs, tx_snapshots, &key)
+                },
+            );
             match result {
                 Ok(()) => return self.flush(),
                 Err(TransactionError::Abort(AppendAbort::SequenceTaken)) => continue,
@@ -359,30 +505,6 @@ impl Store {
             &doc.0,
             "the sequence generator keeps returning numbers already in use",
         ))
-    }
-
-    /// Replace the document's snapshot with `snapshot` (`Document::save()`) and drop its
-    /// incremental log, atomically. Durable on return.
-    ///
-    /// The snapshot must hold every change appended before this call: the caller serialises
-    /// compaction with appends to the same document. Changes appended while this runs are kept.
-    pub fn compact(&self, doc: &DocId, snapshot: &[u8]) -> Result<(), Error> {
-        let logged = self
-            .changes
-            .scan_prefix(doc.0)
-            .keys()
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.sled(e))?;
-        (&self.snapshots, &self.changes)
-            .transaction(|(tx_snapshots, tx_changes)| {
-                tx_snapshots.insert(&doc.0[..], snapshot)?;
-                for key in &logged {
-                    tx_changes.remove(key)?;
-                }
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| self.transaction(e))?;
-        self.flush()
     }
 
     /// Every document with a header, in id order. Changes or snapshots without a header (none
@@ -421,33 +543,61 @@ impl Store {
             if key.len() != 40 {
                 return Err(self.corrupt("changes", &key, "key is not doc id ‖ u64 sequence"));
             }
-            changes.push(value);
+            changes.push((key, value));
         }
         let snapshot = self.snapshots.get(doc.0).map_err(|e| self.sled(e))?;
         let mut signatures = Vec::new();
+        // Changes per signature pack, by sequence key: a log entry holds as many changes as the
+        // pack under its key (format 1 wrote one change per entry and no packs).
+        let mut packs = HashMap::new();
         for entry in self.signatures.scan_prefix(doc.0) {
             let (key, value) = entry.map_err(|e| self.sled(e))?;
-            let sig: ChangeSignature =
-                postcard::from_bytes(&value).map_err(|e| self.corrupt("signatures", &key, e))?;
-            if key.len() != 64 || key[32..] != sig.hash {
-                return Err(self.corrupt("signatures", &key, "key is not doc id ‖ change hash"));
+            match key.len() {
+                40 => {
+                    let pack: Vec<ChangeSignature> = postcard::from_bytes(&value)
+                        .map_err(|e| self.corrupt("signatures", &key, e))?;
+                    packs.insert(key, pack.len());
+                    signatures.extend(pack);
+                }
+                64 => {
+                    let sig: ChangeSignature = postcard::from_bytes(&value)
+                        .map_err(|e| self.corrupt("signatures", &key, e))?;
+                    if key[32..] != sig.hash {
+                        return Err(self.corrupt(
+                            "signatures",
+                            &key,
+                            "key is not doc id ‖ change hash",
+                        ));
+                    }
+                    signatures.push(sig);
+                }
+                _ => {
+                    return Err(self.corrupt(
+                        "signatures",
+                        &key,
+                        "key is neither doc id ‖ change hash nor doc id ‖ u64 sequence",
+                    ));
+                }
             }
-            signatures.push(sig);
         }
+        let n_incremental = changes
+            .iter()
+            .map(|(key, _)| packs.get(key).copied().unwrap_or(1))
+            .sum();
         let snapshot_len = snapshot.as_ref().map_or(0, |s| s.len());
         let mut bytes =
-            Vec::with_capacity(snapshot_len + changes.iter().map(|c| c.len()).sum::<usize>());
+            Vec::with_capacity(snapshot_len + changes.iter().map(|(_, c)| c.len()).sum::<usize>());
         if let Some(snapshot) = &snapshot {
             bytes.extend_from_slice(snapshot);
         }
-        for change in &changes {
-            bytes.extend_from_slice(change);
+        for (_, chunks) in &changes {
+            bytes.extend_from_slice(chunks);
         }
         Ok(StoredDoc {
             header,
             bytes,
             signatures,
-            n_incremental: changes.len(),
+            n_incremental,
         })
     }
 
@@ -630,6 +780,11 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+fn encode_pack<'a>(signatures: impl IntoIterator<Item = &'a ChangeSignature>) -> Vec<u8> {
+    let pack: Vec<&ChangeSignature> = signatures.into_iter().collect();
+    postcard::to_allocvec(&pack).expect("postcard encoding of plain structs")
+}
+
 fn change_key(doc: &DocId, seq: u64) -> [u8; 40] {
     let mut key = [0; 40];
     key[..32].copy_from_slice(&doc.0);
@@ -791,6 +946,131 @@ mod tests {
         let stored = store.load_doc(&doc.id()).unwrap().unwrap();
         assert_eq!(stored.n_incremental, 2);
         let mut loaded = load(stored);
+        assert_same(&mut loaded, &mut doc);
+    }
+
+    #[test]
+    fn a_batch_that_fills_the_log_goes_straight_into_a_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = Net::new();
+        let (mut doc, _) = net.visit_log().unwrap();
+        let store = open(dir.path(), &net);
+        store.put_header(doc.header()).unwrap();
+        let first: Vec<ChangeHash> = doc.changes().iter().map(|c| c.hash()).collect();
+        let done = store.persist_new(&mut doc, &first, 0, 4).unwrap();
+        assert_eq!(done.n_incremental, first.len());
+        assert!(done.snapshot.is_none());
+
+        // Three more changes reach the threshold of 4 together with the logged ones.
+        let heads = doc.heads();
+        for (i, at) in [10, 20, 30].into_iter().enumerate() {
+            add_visit(&net, &mut doc, &format!("v{i}"), T0 + at);
+        }
+        let new: Vec<ChangeHash> = changes_after(&mut doc, &heads)
+            .iter()
+            .map(|(_, sig)| ChangeHash(sig.hash))
+            .collect();
+        assert_eq!(new.len(), 3);
+        let done = store.persist_new(&mut doc, &new, first.len(), 4).unwrap();
+        assert_eq!(done.n_incremental, 0);
+        assert_eq!(done.snapshot.as_deref(), Some(&doc.save()[..]));
+        assert!(
+            store.changes.scan_prefix(doc.id().0).next().is_none(),
+            "the log is empty after the snapshot"
+        );
+
+        // One signature record per batch, not per change.
+        assert_eq!(store.signatures.scan_prefix(doc.id().0).count(), 2);
+        drop(store);
+        let store = open(dir.path(), &net);
+        let stored = store.load_doc(&doc.id()).unwrap().unwrap();
+        assert_eq!(stored.n_incremental, 0);
+        assert_eq!(stored.signatures.len(), first.len() + 3);
+        let mut loaded = load(stored);
+        assert_same(&mut loaded, &mut doc);
+
+        // A later small batch is one log entry again, counted by its changes.
+        let heads = doc.heads();
+        add_visit(&net, &mut doc, "v9", T0 + 40);
+        let new: Vec<ChangeHash> = changes_after(&mut doc, &heads)
+            .iter()
+            .map(|(_, sig)| ChangeHash(sig.hash))
+            .collect();
+        assert_eq!(
+            store
+                .persist_new(&mut doc, &new, 0, 4)
+                .unwrap()
+                .n_incremental,
+            1
+        );
+        let mut loaded = load(store.load_doc(&doc.id()).unwrap().unwrap());
+        assert_same(&mut loaded, &mut doc);
+    }
+
+    #[test]
+    fn persist_refuses_a_change_without_signature_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = Net::new();
+        let (mut doc, _) = net.visit_log().unwrap();
+        let store = open(dir.path(), &net);
+        store.put_header(doc.header()).unwrap();
+        for threshold in [100, 1] {
+            let err = store
+                .persist_new(&mut doc, &[ChangeHash([3; 32])], 0, threshold)
+                .unwrap_err();
+            assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+        }
+        assert!(store.changes.first().unwrap().is_none());
+        assert!(store.signatures.first().unwrap().is_none());
+        assert!(store.snapshots.first().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_format_1_store_opens_upgrades_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = Net::new();
+        let (mut doc, _) = net.visit_log().unwrap();
+        add_visit(&net, &mut doc, "v1", T0 + 10);
+        let id = doc.id();
+        {
+            // Write what a format-1 build wrote: one change per log entry, one signature per key.
+            let store = open(dir.path(), &net);
+            store
+                .meta
+                .insert(META_FORMAT_VERSION, &1u32.to_be_bytes())
+                .unwrap();
+            store.put_header(doc.header()).unwrap();
+            for (seq, (bytes, sig)) in changes_after(&mut doc, &[]).into_iter().enumerate() {
+                store
+                    .changes
+                    .insert(change_key(&id, seq as u64), bytes)
+                    .unwrap();
+                store
+                    .signatures
+                    .insert(key2(&id.0, &sig.hash), postcard::to_allocvec(&sig).unwrap())
+                    .unwrap();
+            }
+            store.flush().unwrap();
+        }
+        let store = open(dir.path(), &net);
+        assert_eq!(
+            store.meta.get(META_FORMAT_VERSION).unwrap().as_deref(),
+            Some(&FORMAT_VERSION.to_be_bytes()[..])
+        );
+        let stored = store.load_doc(&id).unwrap().unwrap();
+        assert_eq!(stored.n_incremental, 3);
+        let mut loaded = load(stored);
+        assert_same(&mut loaded, &mut doc);
+
+        // New records beside the old ones; then a compaction keeps the old signatures.
+        let heads = doc.heads();
+        add_visit(&net, &mut doc, "v2", T0 + 20);
+        store
+            .append_changes(&id, &changes_after(&mut doc, &heads))
+            .unwrap();
+        assert_eq!(store.load_doc(&id).unwrap().unwrap().n_incremental, 4);
+        store.compact(&id, &doc.save()).unwrap();
+        let mut loaded = load(store.load_doc(&id).unwrap().unwrap());
         assert_same(&mut loaded, &mut doc);
     }
 

@@ -2,8 +2,9 @@
 //! edit and leaves no half-applied change".
 //!
 //! `crash_keeps_every_acknowledged_edit` re-runs this test binary as a child that edits a visit
-//! log in a loop (`child_writer`), acknowledging each edit on stdout once `append_changes` has
-//! returned, and kills it with SIGKILL after a random delay. After every kill the store must
+//! log in a loop (`child_writer`), persisting batches of edits as the engine does
+//! (`persist_applied`: appended, or written straight into a snapshot), acknowledging each edit on
+//! stdout once that has returned, and kills it with SIGKILL after a random delay. After every kill the store must
 //! open, the document must load with a signature for every change and none without its change,
 //! and every acknowledged entry must be in it.
 //!
@@ -19,6 +20,7 @@ use automerge::{ActorId, ChangeHash};
 use linli_crdt_model::document::Document;
 use linli_crdt_model::kinds::{self, Kind, visits};
 use linli_crdt_model::testkit::{self, DAY, Net, T0};
+use linli_node::engine::persist_applied;
 use linli_node::store::{Store, StoredDoc};
 
 /// Set in the child: the data directory to write to.
@@ -33,7 +35,7 @@ const RUNS_PER_DOC: usize = 25;
 /// Kills land uniformly in this window after the child starts: some during its start-up and
 /// recovery, most in the middle of writes.
 const KILL_AFTER_MS_MAX: u64 = 400;
-/// The child compacts after this many edits.
+/// The child's incremental log is compacted when it would reach this many changes.
 const COMPACT_EVERY: usize = 7;
 /// A child the parent forgot stops by itself.
 const CHILD_LIFETIME_MAX: Duration = Duration::from_secs(60);
@@ -151,27 +153,32 @@ fn child_writer() {
         .expect("child loads doc");
     let started = Instant::now();
     let mut out = std::io::stdout().lock();
+    let mut n_incremental = stored.n_incremental;
     for i in 0.. {
         if started.elapsed() > CHILD_LIFETIME_MAX {
             return;
         }
-        let entry_id = format!("{tag}-{i}");
-        let at_ms = T0 + 1_000 + i64::try_from(i).expect("small");
-        let entry = testkit::visit("h1", "王芳", "2026-11-02", at_ms);
-        let heads = doc.heads();
-        let (_, sig) = doc
-            .edit(&net.ctx(T0 + DAY), &net.c_wang, at_ms, None, |tx| {
-                visits::add_entry(tx, &entry_id, &entry)
-            })
-            .expect("edit");
-        // One local edit is one change; save_after gives exactly its raw bytes.
-        let change = doc.save_after(&heads);
-        store.append_changes(&id, &[(change, sig)]).expect("append");
-        writeln!(out, "ack {entry_id}").expect("write ack");
-        out.flush().expect("flush ack");
-        if i % COMPACT_EVERY == COMPACT_EVERY - 1 {
-            store.compact(&id, &doc.save()).expect("compact");
+        // Batches of 1–4 edits, persisted as the engine persists a batch: one log entry with
+        // one signature pack, or straight into a snapshot once the log would reach
+        // `COMPACT_EVERY` changes (then the live document is reloaded from it).
+        let ids: Vec<String> = (0..1 + i % 4).map(|j| format!("{tag}-{i}-{j}")).collect();
+        let mut new = Vec::new();
+        for (j, entry_id) in ids.iter().enumerate() {
+            let at_ms = T0 + 1_000 + i64::try_from(i * 4 + j).expect("small");
+            let entry = testkit::visit("h1", "王芳", "2026-11-02", at_ms);
+            let (_, sig) = doc
+                .edit(&net.ctx(T0 + DAY), &net.c_wang, at_ms, None, |tx| {
+                    visits::add_entry(tx, entry_id, &entry)
+                })
+                .expect("edit");
+            new.push(ChangeHash(sig.hash));
         }
+        n_incremental =
+            persist_applied(&store, &mut doc, &new, n_incremental, COMPACT_EVERY).expect("persist");
+        for entry_id in &ids {
+            writeln!(out, "ack {entry_id}").expect("write ack");
+        }
+        out.flush().expect("flush ack");
     }
 }
 

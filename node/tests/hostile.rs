@@ -1,5 +1,5 @@
 //! A rogue peer against a real network: district, street and community nodes over libp2p's
-//! memory transport, and a hand-built libp2p swarm that speaks `/linli/sync/1` with crafted
+//! memory transport, and a hand-built libp2p swarm that speaks `/linli/sync/2` with crafted
 //! messages aimed at the community's task list.
 //!
 //! The rogue holds certified node keys of a sibling community that never runs, so its hello is
@@ -30,6 +30,7 @@ use linli_crdt_model::document::{ChangeSignature, Document};
 use linli_crdt_model::genesis::{Genesis, NetworkId};
 use linli_crdt_model::keys::SecretKey;
 use linli_crdt_model::kinds::{self, Kind};
+use linli_crdt_model::sync::Signatures;
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_crdt_model::wire;
 use linli_node::config::{Config, Layout};
@@ -139,7 +140,7 @@ impl Outcome {
     }
 }
 
-/// A peer that is no linli node: only request-response on `/linli/sync/1`, driven by hand.
+/// A peer that is no linli node: only request-response on `/linli/sync/2`, driven by hand.
 struct Rogue {
     swarm: RogueSwarm,
     hello: Hello,
@@ -514,7 +515,7 @@ fn carrying(doc: DocId, change: &Change, signatures: Vec<ChangeSignature>) -> Sy
         doc,
         wire::encode_sync_message(message).expect("a V1 message"),
     );
-    msg.signatures = signatures;
+    msg.signatures = Signatures::pack(signatures);
     msg
 }
 
@@ -523,7 +524,7 @@ fn raw(doc: DocId, bytes: Vec<u8>) -> SyncMessage {
         doc,
         header: None,
         message: Some(bytes),
-        signatures: Vec::new(),
+        signatures: Signatures::default(),
         certificates: Vec::new(),
         attestations: Vec::new(),
     }

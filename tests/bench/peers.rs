@@ -235,7 +235,7 @@ impl Side {
                 state,
                 fx.network(),
                 msg.message.as_deref().expect("a message"),
-                msg.signatures,
+                &msg.signatures,
                 limits,
             )
             .expect("honest sync is accepted");

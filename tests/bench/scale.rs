@@ -3,9 +3,10 @@
 //!
 //! The parent writes the month to a file; the child (`linli-bench scale-child`) reads it one
 //! document at a time and does what `Engine::sync_in` does with a cold sync message: check and
-//! ingest the changes, append them with their signatures to the sled store (flushed), compact
-//! once the incremental log passes the node's default `compact_after_changes`, and keep the
-//! document in memory. Then it reopens the store and loads every document, as a restart does.
+//! ingest the changes, then persist them through the engine's own `persist_applied` (a batch
+//! past the node's default `compact_after_changes` is written as a snapshot with its signatures,
+//! flushed, and the live document is reloaded from it), and keep the document in memory. Then
+//! it reopens the store and loads every document, as a restart does.
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
@@ -16,6 +17,7 @@ use automerge::Change;
 use linli_crdt_model::doc::SignedHeader;
 use linli_crdt_model::document::{Batch, ChangeSignature, Document};
 use linli_node::config::Config;
+use linli_node::engine::persist_applied;
 use linli_node::store::Store;
 use serde::{Deserialize, Serialize};
 
@@ -109,7 +111,6 @@ pub(crate) fn child(
         raw += rec.changes.iter().map(|c| c.len() as u64).sum::<u64>();
 
         let (t0, c0) = (Instant::now(), cpu_seconds());
-        let id = rec.header.id();
         let changes = rec
             .changes
             .iter()
@@ -127,16 +128,9 @@ pub(crate) fn child(
             )
             .map_err(|e| anyhow::anyhow!("ingest refused: {e}"))?;
         store.put_header(&rec.header)?;
-        let mut batch = Vec::with_capacity(applied.new.len());
-        for h in &applied.new {
-            let bytes = doc.change_bytes(h).context("applied change")?;
-            let sig = doc.signature(h).context("applied signature")?.clone();
-            batch.push((bytes, sig));
-        }
-        store.append_changes(&id, &batch)?;
-        if batch.len() >= compact_after {
-            store.compact(&id, &doc.save())?;
-        }
+        // Exactly what `Engine::persist_remote` does with the applied changes: a batch this
+        // large goes straight into a snapshot, and the document is reloaded from it.
+        persist_applied(&store, &mut doc, &applied.new, 0, compact_after)?;
         docs.push(doc);
         wall += t0.elapsed().as_secs_f64();
         cpu += cpu_seconds() - c0;

@@ -99,7 +99,7 @@ pub(crate) fn linli_sync(
                 t.signature_bytes += postcard::to_allocvec(&out.signatures)
                     .expect("signatures encode")
                     .len();
-                to.receive_sync(&ctx, st, network, &out.message, out.signatures, limits)
+                to.receive_sync(&ctx, st, network, &out.message, &out.signatures, limits)
                     .expect("honest sync is accepted");
                 quiet = false;
             }
@@ -124,7 +124,7 @@ pub(crate) fn cbor_bytes(fx: &Fixture, d: &DocData) -> (usize, usize) {
     linli_sync(fx, &mut full, &wire::Limits::default(), |forward, out| {
         let i = usize::from(!forward);
         let authors: std::collections::BTreeSet<PublicKey> =
-            out.signatures.iter().map(|s| s.author).collect();
+            out.signatures.authors().iter().copied().collect();
         let certificates = if first[i] {
             authors
                 .iter()
@@ -148,7 +148,7 @@ pub(crate) fn cbor_bytes(fx: &Fixture, d: &DocData) -> (usize, usize) {
             .len();
         let plain = protocol::Request::Sync(Box::new(protocol::SyncMessage {
             header: None,
-            signatures: Vec::new(),
+            signatures: Default::default(),
             certificates: Vec::new(),
             ..msg
         }));
