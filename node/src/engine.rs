@@ -1605,6 +1605,14 @@ impl Engine {
 /// Persist the changes `new`, just applied to `doc`, durably before returning (one store record
 /// per batch; a batch that fills the incremental log goes straight into a new snapshot, see
 /// [`Store::persist_new`]), and return the document's incremental log length now.
+///
+/// Whenever that wrote a snapshot, `doc` is replaced by the document loaded from it (with a
+/// fresh actor), unless changes wait in it for a dependency (those live only in memory). A
+/// document built by applying thousands of changes holds two to three times the memory of the
+/// same document loaded from its saved form (the Scale bench's city month, 300 documents of
+/// 3,000 visits: 2.4 GiB peak without the reload, 0.9 GiB with it), and the compaction has
+/// already paid for the save. If the reload fails (it should not: the bytes were just saved),
+/// the built document stays; it is equally correct.
 pub fn persist_applied(
     store: &Store,
     doc: &mut Document,
@@ -1612,9 +1620,18 @@ pub fn persist_applied(
     n_incremental: usize,
     compact_after: usize,
 ) -> Result<usize, store::Error> {
-    Ok(store
-        .persist_new(doc, new, n_incremental, compact_after)?
-        .n_incremental)
+    let done = store.persist_new(doc, new, n_incremental, compact_after)?;
+    if let Some(snapshot) = done.snapshot
+        && doc.n_deferred() == 0
+    {
+        let signatures: Vec<ChangeSignature> = doc.signatures().cloned().collect();
+        if let Ok(loaded) =
+            Document::load(doc.header().clone(), &snapshot, signatures, fresh_actor())
+        {
+            *doc = loaded;
+        }
+    }
+    Ok(done.n_incremental)
 }
 
 fn unit_entry(u: &Unit) -> kinds::directory::UnitEntry {

@@ -1075,6 +1075,34 @@ mod tests {
     }
 
     #[test]
+    fn a_document_reloaded_after_its_snapshot_is_the_same_and_takes_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let net = Net::new();
+        let (mut doc, _) = net.visit_log().unwrap();
+        let store = open(dir.path(), &net);
+        store.put_header(doc.header()).unwrap();
+        let mut original = doc.clone();
+        let all: Vec<ChangeHash> = doc.changes().iter().map(|c| c.hash()).collect();
+        let n = crate::engine::persist_applied(&store, &mut doc, &all, 0, all.len()).unwrap();
+        assert_eq!(n, 0);
+        assert_same(&mut doc, &mut original);
+        // The reloaded document takes edits, and they persist as usual.
+        let heads = doc.heads();
+        add_visit(&net, &mut doc, "v1", T0 + 10);
+        let new: Vec<ChangeHash> = changes_after(&mut doc, &heads)
+            .iter()
+            .map(|(_, sig)| ChangeHash(sig.hash))
+            .collect();
+        assert_eq!(
+            crate::engine::persist_applied(&store, &mut doc, &new, 0, 512).unwrap(),
+            1
+        );
+        let mut loaded = load(store.load_doc(&doc.id()).unwrap().unwrap());
+        assert_same(&mut loaded, &mut doc);
+        assert_eq!(visits::hydrate(loaded.read()).unwrap().entries.len(), 1);
+    }
+
+    #[test]
     fn everything_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let net = Net::new();
