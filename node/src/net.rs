@@ -587,7 +587,9 @@ impl Net {
             }
             Event::InboundFailure { peer, error, .. } => {
                 debug!(%peer, %error, "inbound request failed");
-                if let request_response::InboundFailure::Io(e) = &error {
+                if let request_response::InboundFailure::Io(e) = &error
+                    && !transport_failure(e.kind())
+                {
                     // An oversized or undecodable request: the peer made the node read it.
                     let e = SyncRefused::Unreadable(e.to_string());
                     self.offence(peer, &e, false);
@@ -1019,9 +1021,21 @@ fn rejected(e: &SyncRefused) -> Response {
     }
 }
 
+/// Approximate bytes of a sync message, for the traffic metrics: a packed signature is 64
+/// bytes and an index, a certificate about 300.
 fn sync_size(m: &SyncMessage) -> u64 {
-    (m.message.as_ref().map_or(0, Vec::len) + m.signatures.len() * 128 + m.certificates.len() * 300)
+    (m.message.as_ref().map_or(0, Vec::len) + m.signatures.len() * 65 + m.certificates.len() * 300)
         as u64
+}
+
+/// A stream that broke under the request (a cut link, a closed connection, a reply written to
+/// a peer that left) says nothing about the peer's honesty; only what it sent does.
+fn transport_failure(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        kind,
+        ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected | WriteZero | TimedOut
+    )
 }
 
 fn request_size(r: &Request) -> u64 {
@@ -1038,5 +1052,35 @@ fn response_size(r: &Response) -> u64 {
         Response::Inventory(i) => (i.docs.len() * 64) as u64,
         Response::Hello(_) => 512,
         Response::Rejected { detail, .. } => detail.len() as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::ErrorKind;
+
+    use super::transport_failure;
+
+    /// A link cut by a partition must not count against an honest peer (five offences ban it),
+    /// while what a peer sent and could not be read still does.
+    #[test]
+    fn broken_streams_are_not_offences_but_unreadable_requests_are() {
+        for kind in [
+            ErrorKind::ConnectionReset,
+            ErrorKind::BrokenPipe,
+            ErrorKind::ConnectionAborted,
+        ] {
+            assert!(transport_failure(kind), "{kind:?}");
+        }
+        // What libp2p's CBOR codec reports for a request it could not decode or that ran
+        // past the size limit.
+        for kind in [
+            ErrorKind::InvalidData,
+            ErrorKind::UnexpectedEof,
+            ErrorKind::Unsupported,
+            ErrorKind::Other,
+        ] {
+            assert!(!transport_failure(kind), "{kind:?}");
+        }
     }
 }
