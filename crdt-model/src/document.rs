@@ -317,32 +317,6 @@ impl Document {
         })
     }
 
-    /// Swap the in-memory body for its own saved form: `saved` must be what [`Document::save`]
-    /// just returned for this document. A document built by applying thousands of changes
-    /// holds several times the memory of the same document loaded from its saved bytes. The
-    /// bytes came from this process, so their hashes are not checked again on load; the heads
-    /// are compared instead, and on any mismatch the document is left as it was.
-    /// Refused while changes wait for a dependency: they live only in the built body's queue.
-    pub fn reload_from_own_save(&mut self, saved: &[u8], actor: ActorId) -> Result<(), LoadError> {
-        if !self.deferred.is_empty() {
-            return Err(LoadError::Automerge(format!(
-                "{} changes wait for a dependency in memory",
-                self.deferred.len()
-            )));
-        }
-        let options =
-            automerge::LoadOptions::new().verification_mode(automerge::VerificationMode::DontCheck);
-        let mut loaded = AutoCommit::load_with_options(saved, options)
-            .map_err(|e| LoadError::Automerge(e.to_string()))?;
-        if loaded.get_heads() != self.doc.get_heads() {
-            return Err(LoadError::Automerge(
-                "saved bytes are not this document's current state".to_owned(),
-            ));
-        }
-        self.doc = loaded.with_actor(actor);
-        Ok(())
-    }
-
     /// Give this incarnation a fresh actor id. A reused actor makes Automerge sync stall
     /// forever, so every load from disk and every restore must call this with new randomness.
     pub fn set_actor(&mut self, actor: ActorId) {

@@ -1247,30 +1247,3 @@ fn packed_signatures_pair_with_the_carried_changes() {
     };
     assert_eq!(refused(&net, &mut doc, b).reason(), "bad-signature");
 }
-
-/// After a large ingest the node swaps in the document's own saved form (smaller in memory):
-/// same heads, same signatures, still editable, and never someone else's bytes.
-#[test]
-fn a_document_reloads_from_its_own_save() {
-    let net = Net::new();
-    let (mut doc, _) = net.visit_log().unwrap();
-    let mut r = replica(&net, &mut doc);
-    let (b, _) = big_batch(&net, &mut doc, 80, &[], &[]);
-    r.ingest(&net.ctx(T0 + DAY), b).expect("honest batch");
-    let (heads, n) = (r.heads(), r.n_changes());
-    let saved = r.save();
-    r.reload_from_own_save(&saved, actor(60))
-        .expect("own bytes");
-    assert_eq!((r.heads(), r.n_changes()), (heads.clone(), n));
-    r.edit(&net.ctx(T0 + DAY), &net.c_wang, T0 + DAY, None, |tx| {
-        add_visit(tx, "after");
-        Ok(())
-    })
-    .expect("still editable");
-
-    let other = doc.save();
-    let err = r.reload_from_own_save(&other, actor(61)).unwrap_err();
-    expect!["document bytes do not load: saved bytes are not this document's current state"]
-        .assert_eq(&err.to_string());
-    assert_ne!(r.heads(), heads, "the edit is still there");
-}

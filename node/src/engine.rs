@@ -1624,9 +1624,11 @@ pub fn persist_applied(
     if let Some(snapshot) = done.snapshot
         && doc.n_deferred() == 0
     {
-        // On failure the built document stays; it is equally correct, only larger.
-        if let Err(e) = doc.reload_from_own_save(&snapshot, fresh_actor()) {
-            tracing::warn!(doc = %doc.id().short(), error = %e, "kept the document as built");
+        let signatures: Vec<ChangeSignature> = doc.signatures().cloned().collect();
+        if let Ok(loaded) =
+            Document::load(doc.header().clone(), &snapshot, signatures, fresh_actor())
+        {
+            *doc = loaded;
         }
     }
     Ok(done.n_incremental)
