@@ -587,8 +587,12 @@ impl Net {
             }
             Event::InboundFailure { peer, error, .. } => {
                 debug!(%peer, %error, "inbound request failed");
+                // A request cut short reads as end-of-file, as an oversized one truncated by the
+                // codec does; only a peer still connected can have sent the oversized one.
                 if let request_response::InboundFailure::Io(e) = &error
                     && !transport_failure(e.kind())
+                    && (e.kind() != std::io::ErrorKind::UnexpectedEof
+                        || self.swarm.is_connected(&peer))
                 {
                     // An oversized or undecodable request: the peer made the node read it.
                     let e = SyncRefused::Unreadable(e.to_string());
