@@ -11,11 +11,26 @@ pub(crate) fn cpu_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Peak resident set of this process, bytes (`ru_maxrss` is in KiB on Linux).
+/// Peak resident set of this process's own address space, bytes: `VmHWM` of
+/// `/proc/self/status`. Not `ru_maxrss`: Linux carries that across `exec` from the address space
+/// the child was spawned from, so a child started by the bench after it had generated a city's
+/// data reported the bench's peak, not its own (3.2 GiB for a child that peaked at ≈ 1 GiB).
 pub(crate) fn peak_rss_bytes() -> u64 {
-    getrusage(UsageWho::RUSAGE_SELF)
-        .map(|u| u.max_rss() as u64 * 1024)
-        .unwrap_or(0)
+    let hwm = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        });
+    match hwm {
+        Some(kib) => kib * 1024,
+        // Not Linux's procfs: the rusage figure, with the caveat above.
+        None => getrusage(UsageWho::RUSAGE_SELF)
+            .map(|u| u.max_rss() as u64 * 1024)
+            .unwrap_or(0),
+    }
 }
 
 pub(crate) fn median(xs: &[f64]) -> f64 {
