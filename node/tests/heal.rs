@@ -299,6 +299,25 @@ async fn until<T>(
     found.unwrap_or_else(|_| panic!("{what}: not within {HEAL_WITHIN:?}"))
 }
 
+/// A hello request from the node under test, with the connection it came on.
+fn hello_from(
+    e: SwarmEvent<ScriptedEvent>,
+) -> Option<(ConnectionId, request_response::ResponseChannel<Response>)> {
+    match e {
+        SwarmEvent::Behaviour(ScriptedEvent::Sync(request_response::Event::Message {
+            connection_id,
+            message:
+                request_response::Message::Request {
+                    request: Request::Hello(_),
+                    channel,
+                    ..
+                },
+            ..
+        })) => Some((connection_id, channel)),
+        _ => None,
+    }
+}
+
 fn dial(swarm: &mut Swarm<Scripted>, peer: PeerId, addr: &Multiaddr) -> ConnectionId {
     let opts = DialOpts::peer_id(peer)
         .addresses(vec![addr.clone()])
@@ -340,27 +359,12 @@ async fn hello_lost_with_its_connection_is_sent_again() {
     // Connection A: the district greets on it (its only connection to us); we hold the answer.
     let a = dial(&mut swarm, district.peer_id, &listen);
     let mut held = Vec::new();
-    until(
-        &mut swarm,
-        "the district's hello on connection A",
-        |e| match e {
-            SwarmEvent::Behaviour(ScriptedEvent::Sync(request_response::Event::Message {
-                connection_id,
-                message:
-                    request_response::Message::Request {
-                        request: Request::Hello(_),
-                        channel,
-                        ..
-                    },
-                ..
-            })) => {
-                assert_eq!(connection_id, a, "the only connection carries the hello");
-                held.push(channel);
-                Some(())
-            }
-            _ => None,
-        },
-    )
+    until(&mut swarm, "the district's hello on connection A", |e| {
+        hello_from(e).map(|(connection_id, channel)| {
+            assert_eq!(connection_id, a, "the only connection carries the hello");
+            held.push(channel);
+        })
+    })
     .await;
 
     // Connection B: wait until the district has taken it (its identify answers on B).
@@ -376,26 +380,12 @@ async fn hello_lost_with_its_connection_is_sent_again() {
 
     // Close A before answering: the hello is lost, the peers stay connected over B.
     assert!(swarm.close_connection(a));
-    let channel = until(
-        &mut swarm,
-        "the district greeting again on B",
-        |e| match e {
-            SwarmEvent::Behaviour(ScriptedEvent::Sync(request_response::Event::Message {
-                connection_id,
-                message:
-                    request_response::Message::Request {
-                        request: Request::Hello(_),
-                        channel,
-                        ..
-                    },
-                ..
-            })) => {
-                assert_eq!(connection_id, b, "A is closed");
-                Some(channel)
-            }
-            _ => None,
-        },
-    )
+    let channel = until(&mut swarm, "the district greeting again on B", |e| {
+        hello_from(e).map(|(connection_id, channel)| {
+            assert_eq!(connection_id, b, "A is closed");
+            channel
+        })
+    })
     .await;
     swarm
         .behaviour_mut()
