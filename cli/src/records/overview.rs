@@ -16,7 +16,7 @@ use linli_node::shared::PeerInfo;
 use serde::Serialize;
 
 use super::convention::filing;
-use super::tasks::{ListState, whistles};
+use super::tasks::whistles;
 use super::visits::coverage_report;
 use super::{Node, json_ok, month, ok, percent, this_month, today};
 use crate::admin::Ctx;
@@ -138,7 +138,7 @@ pub fn overview(ctx: &Ctx, a: OverviewArgs) -> anyhow::Result<ExitCode> {
 
         let (mut tasks_open, mut tasks_overdue) = (0, 0);
         if let Some(id) = &task_list {
-            let list: ListState = node.state(id)?;
+            let list: linli_crdt_model::kinds::tasks::List = node.state(id)?;
             for t in list.tasks.values() {
                 tasks_open += usize::from(t.status.is_open());
                 tasks_overdue += usize::from(t.is_overdue(&today));

@@ -11,7 +11,7 @@
 //! Whistles: each unit writes only its own documents, so a whistle lives in the raising unit's
 //! task list and a response in the responder's, pointing back by document and whistle id.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -19,12 +19,12 @@ use clap::Subcommand;
 use linli_crdt_model::attest::Statement;
 use linli_crdt_model::kinds::Kind;
 use linli_crdt_model::kinds::tasks::{
-    Admission, Category, NewTask, NewWhistle, Rating, Request, Response, Status,
+    Category, List, NewTask, NewWhistle, Rating, Request, Status,
 };
 use linli_crdt_model::unit::UnitId;
 use linli_node::api::{AttestRequest, AttestationView, Created};
 use linli_node::ops::Op;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{Node, choice, date, json_ok, ok, or_dash, pick, today};
 use crate::admin::Ctx;
@@ -221,45 +221,6 @@ fn listed_category() -> impl clap::builder::TypedValueParser<Value = Category> {
 
 // ----- state -----
 
-/// A task list's state as `GET /v1/docs/{id}/state` gives it.
-#[derive(Debug, Default, Deserialize)]
-pub struct ListState {
-    pub tasks: BTreeMap<String, Task>,
-    pub requests: BTreeMap<String, Request>,
-    pub whistles: BTreeMap<String, Whistle>,
-    pub responses: BTreeMap<String, Response>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Task {
-    pub title: String,
-    pub category: Category,
-    pub status: Status,
-    pub due: Option<String>,
-    pub assignee: Option<String>,
-    pub note: String,
-    pub updated_at_ms: i64,
-    pub admission: Option<Admission>,
-}
-
-impl Task {
-    /// Open or in progress and due before `today`.
-    pub fn is_overdue(&self, today: &str) -> bool {
-        self.status.is_open() && self.due.as_deref().is_some_and(|d| d < today)
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct Whistle {
-    pub title: String,
-    pub description: String,
-    pub to_unit: String,
-    pub raised_at_ms: i64,
-    pub raised_by: String,
-    pub resolved_at_ms: Option<i64>,
-    pub rating: Option<Rating>,
-}
-
 // ----- views -----
 
 /// Who signed a statement, and when.
@@ -450,7 +411,7 @@ pub fn task(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<ExitCode> {
             eprintln!("Added task {title} ({})", category.label_zh());
         }
         TaskCmd::Assign { task, to } => {
-            let state: ListState = node.state(&doc)?;
+            let state: List = node.state(&doc)?;
             let (id, t) = pick(&state.tasks, &task, "task", &doc, TASK_HINT)?;
             let r = node.apply(
                 &doc,
@@ -466,7 +427,7 @@ pub fn task(ctx: &Ctx, cmd: TaskCmd) -> anyhow::Result<ExitCode> {
             println!("Assigned {} ({id}) to {to}", t.title);
         }
         TaskCmd::Update { task, status, note } => {
-            let state: ListState = node.state(&doc)?;
+            let state: List = node.state(&doc)?;
             let (id, t) = pick(&state.tasks, &task, "task", &doc, TASK_HINT)?;
             let mut ops = Vec::new();
             if status != t.status {
@@ -513,7 +474,7 @@ fn sign(
     statement: Statement,
     note: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let state: ListState = node.state(doc)?;
+    let state: List = node.state(doc)?;
     let (rid, req) = pick(&state.requests, request, "request", doc, TASK_HINT)?;
     let atts = attestations(node, doc)?;
     if let Some(r) = newest(&atts, Statement::Rejected, rid) {
@@ -579,7 +540,7 @@ fn list(
     only_open: bool,
     only_overdue: bool,
 ) -> anyhow::Result<ExitCode> {
-    let state: ListState = node.state(doc)?;
+    let state: List = node.state(doc)?;
     let today = today();
     // Attestations of the documents that hold requests: this list's own, and those that
     // admitted tasks name.
@@ -788,7 +749,7 @@ pub fn whistles(node: &Node) -> anyhow::Result<Vec<WhistleRow>> {
     let name = |u: &str| names.get(u).map(|e| e.name.clone());
     let mut lists = Vec::new();
     for d in node.docs(Some(Kind::TaskList), None, None)? {
-        let state: ListState = node.state(&d.id)?;
+        let state: List = node.state(&d.id)?;
         lists.push((d, state));
     }
     let mut responses: HashMap<(String, String), Vec<ResponseRow>> = HashMap::new();
@@ -879,7 +840,7 @@ pub fn whistle(ctx: &Ctx, cmd: WhistleCmd) -> anyhow::Result<ExitCode> {
         } => {
             let view = node.doc_of_kind(&whistle_doc, Kind::TaskList, WHISTLE_HINT)?;
             let target = view.summary.id;
-            let state: ListState = node.state(&target)?;
+            let state: List = node.state(&target)?;
             let (wid, w) = pick(
                 &state.whistles,
                 &whistle_id,
@@ -911,7 +872,7 @@ pub fn whistle(ctx: &Ctx, cmd: WhistleCmd) -> anyhow::Result<ExitCode> {
         }
         WhistleCmd::Resolve { id } => {
             let doc = node.own_task_list()?;
-            let state: ListState = node.state(&doc)?;
+            let state: List = node.state(&doc)?;
             let (wid, w) = pick(&state.whistles, &id, "whistle", &doc, WHISTLE_HINT)?;
             let r = node.apply(&doc, &Op::WhistleResolve { id: wid.to_owned() }, person)?;
             if ctx.json {
@@ -921,7 +882,7 @@ pub fn whistle(ctx: &Ctx, cmd: WhistleCmd) -> anyhow::Result<ExitCode> {
         }
         WhistleCmd::Rate { id, score, comment } => {
             let doc = node.own_task_list()?;
-            let state: ListState = node.state(&doc)?;
+            let state: List = node.state(&doc)?;
             let (wid, w) = pick(&state.whistles, &id, "whistle", &doc, WHISTLE_HINT)?;
             let r = node.apply(
                 &doc,

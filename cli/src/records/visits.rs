@@ -7,7 +7,7 @@
 //! hold personal data: the log's scope (`chain`: the community and the units above it) keeps
 //! them off other communities' nodes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,11 +15,11 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow, bail};
 use clap::{Subcommand, ValueEnum};
 use linli_crdt_model::kinds::Kind;
-use linli_crdt_model::kinds::visits::{self, Assignment, Entry, HouseholdKind, Mode};
+use linli_crdt_model::kinds::visits::{self, Assignment, HouseholdKind, Mode};
 use linli_crdt_model::unit::UnitKind;
 use linli_node::engine::{CreateDoc, DocSummary};
 use linli_node::ops::Op;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{Node, choice, date, json_ok, month, ok, or_dash, percent, this_month, today};
 use crate::admin::Ctx;
@@ -130,24 +130,6 @@ pub enum Format {
 
 // ----- state and coverage -----
 
-/// A visit log's state as `GET /v1/docs/{id}/state` gives it.
-#[derive(Debug, Deserialize)]
-pub struct LogState {
-    pub month: String,
-    pub assignments: BTreeMap<String, Assignment>,
-    pub entries: BTreeMap<String, Entry>,
-}
-
-impl LogState {
-    fn into_log(self) -> visits::Log {
-        visits::Log {
-            month: self.month,
-            assignments: self.assignments,
-            entries: self.entries,
-        }
-    }
-}
-
 /// The coverage of one unit's log.
 #[derive(Debug, Clone, Serialize)]
 pub struct UnitCoverage {
@@ -191,8 +173,7 @@ fn ratio(visited: usize, assigned: usize) -> f64 {
 }
 
 /// Coverage of a log, with names for the households not visited.
-pub fn unit_coverage(summary: &DocSummary, unit_name: &str, state: LogState) -> UnitCoverage {
-    let log = state.into_log();
+pub fn unit_coverage(summary: &DocSummary, unit_name: &str, log: visits::Log) -> UnitCoverage {
     let c = visits::coverage(&log);
     UnitCoverage {
         unit: summary.unit.clone(),
@@ -347,7 +328,7 @@ pub fn coverage_report(node: &Node, month: &str) -> anyhow::Result<CoverageRepor
             .get(&d.unit)
             .map(|e| e.name.clone())
             .unwrap_or_else(|| d.unit.clone());
-        let state: LogState = node.state(&d.id)?;
+        let state: visits::Log = node.state(&d.id)?;
         units.push(unit_coverage(&d, &name, state));
     }
     Ok(CoverageReport {
@@ -641,7 +622,7 @@ pub fn visit(ctx: &Ctx, cmd: VisitCmd) -> anyhow::Result<ExitCode> {
             let date = date.unwrap_or_else(today);
             let month = &date[..7];
             let doc = existing_log(&node, month)?;
-            let state: LogState = node.state(&doc)?;
+            let state: visits::Log = node.state(&doc)?;
             let Some(a) = state.assignments.get(&household_id) else {
                 bail!(
                     "household {household_id} is not assigned in the visit log of {month} ({}); assign it first: linli visit assign {household_id} --worker {worker} --name <户名> --month {month}",
@@ -679,7 +660,7 @@ pub fn visit(ctx: &Ctx, cmd: VisitCmd) -> anyhow::Result<ExitCode> {
                 println!("{} has no visit log for {month}.", node.unit_name());
                 return ok();
             };
-            let state: LogState = node.state(&doc)?;
+            let state: visits::Log = node.state(&doc)?;
             let mut rows: Vec<VisitRow> = state
                 .entries
                 .into_iter()
@@ -787,7 +768,7 @@ fn import(ctx: &Ctx, node: &Node, file: &Path, month: Option<String>) -> anyhow:
         );
     }
     let doc = log_or_create(node, &month, person)?;
-    let before: LogState = node.state(&doc)?;
+    let before: visits::Log = node.state(&doc)?;
     let n_new = roster
         .rows
         .iter()

@@ -70,7 +70,7 @@ pub struct Admission {
     pub approval: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hydrate, Reconcile, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hydrate, Reconcile, serde::Serialize, serde::Deserialize)]
 pub struct Task {
     pub title: String,
     pub category: Category,
@@ -113,7 +113,7 @@ pub struct Request {
 }
 
 /// A problem a community cannot solve alone, raised to a unit above or a department (吹哨).
-#[derive(Debug, Clone, PartialEq, Eq, Hydrate, Reconcile, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hydrate, Reconcile, serde::Serialize, serde::Deserialize)]
 pub struct Whistle {
     pub title: String,
     pub description: String,
@@ -158,12 +158,19 @@ pub struct Response {
     pub at_ms: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct List {
     pub tasks: BTreeMap<String, Task>,
     pub requests: BTreeMap<String, Request>,
     pub whistles: BTreeMap<String, Whistle>,
     pub responses: BTreeMap<String, Response>,
+}
+
+impl Task {
+    /// Open or in progress and due before `today` (`"YYYY-MM-DD"`).
+    pub fn is_overdue(&self, today: &str) -> bool {
+        self.status.is_open() && self.due.as_deref().is_some_and(|d| d < today)
+    }
 }
 
 /// Writes the empty task list. Called once, by the creator, in the first change.

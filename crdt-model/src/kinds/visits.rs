@@ -74,7 +74,7 @@ pub struct Entry {
     pub at_ms: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Log {
     /// `"YYYY-MM"`.
     pub month: String,
