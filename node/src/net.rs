@@ -632,16 +632,17 @@ impl Net {
             Request::Sync(msg) => match self.peers.get(&peer).and_then(|p| p.unit.clone()) {
                 None => rejected(&SyncRefused::NoHello),
                 Some(unit) => {
-                    let span = info_span!("sync", %peer, doc = %msg.doc.short());
+                    let doc = msg.doc;
+                    let span = info_span!("sync", %peer, doc = %doc.short());
                     let _enter = span.enter();
-                    let result =
-                        self.shared
-                            .engine()
-                            .sync_in(&peer.to_string(), &unit.id, (*msg).clone());
+                    let result = self
+                        .shared
+                        .engine()
+                        .sync_in(&peer.to_string(), &unit.id, *msg);
                     debug!(reply = matches!(result, Ok(Some(_))), "sync request");
                     match result {
                         Ok(reply) => Response::Sync(Box::new(reply.unwrap_or(SyncMessage {
-                            doc: msg.doc,
+                            doc,
                             header: None,
                             message: None,
                             signatures: Default::default(),

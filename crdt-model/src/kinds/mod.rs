@@ -414,7 +414,8 @@ pub fn validate_touched(
         return validate(kind, doc);
     }
     let reader = &Reader::new(doc);
-    for (collection, _) in &touched.records {
+    let collections: BTreeSet<&str> = touched.records.iter().map(|(c, _)| c.as_str()).collect();
+    for collection in collections {
         reader.partial_root_map(collection);
     }
     for (collection, id) in &touched.records {
