@@ -92,6 +92,9 @@ pub struct AttestationBody {
     pub heads: Vec<[u8; 32]>,
     /// A record inside the document (a request id), if the statement is about one.
     pub subject: Option<String>,
+    /// For a statement about a request: the units it targets, as the request named them when
+    /// it was signed. Admission holds only at these units.
+    pub targets: Vec<UnitId>,
     pub at_ms: i64,
     pub note: String,
     /// For a checkpoint: every document the issuer holds.
@@ -130,21 +133,25 @@ impl Attestation {
         )]))
     }
 
+    /// Check network and signature; not authority.
+    pub fn check_record(&self, network: &NetworkId) -> Result<(), RecordError> {
+        let b = &self.body;
+        if b.network != *network {
+            return Err(RecordError::WrongNetwork {
+                expected: *network,
+                found: b.network,
+            });
+        }
+        b.issuer.verify(Domain::Attestation, b, &self.signature)?;
+        Ok(())
+    }
+
     /// Check signature, network and the issuer's authority for the statement.
     pub fn check(&self, trust: &Trust) -> Result<Grant, AttestError> {
         let b = &self.body;
-        if b.network != trust.network() {
-            return Err(RecordError::WrongNetwork {
-                expected: trust.network(),
-                found: b.network,
-            }
-            .into());
-        }
-        b.issuer
-            .verify(Domain::Attestation, b, &self.signature)
-            .map_err(RecordError::from)?;
+        self.check_record(&trust.network())?;
         trust
-            .authorize(&b.issuer, b.at_ms, None, |unit, role| {
+            .authorize(&b.issuer, b.at_ms, |unit, role| {
                 b.statement.permits(role, &unit.id, unit.kind, &b.doc_unit)
             })
             .map_err(|denied| AttestError::Denied {
@@ -231,11 +238,19 @@ impl Index {
         out
     }
 
-    /// The newest valid checkpoint of any district.
-    pub fn latest_checkpoint<'a>(&'a self, trust: &Trust) -> Option<(RecordId, &'a Attestation)> {
+    /// The newest valid checkpoint of any district, among those not dated more than `skew_ms`
+    /// after `now_ms`: a checkpoint dated near the end of time must not stay "the latest" for
+    /// ever, even if it got past ingest.
+    pub fn latest_checkpoint<'a>(
+        &'a self,
+        trust: &Trust,
+        now_ms: i64,
+        skew_ms: i64,
+    ) -> Option<(RecordId, &'a Attestation)> {
         self.by_id
             .iter()
             .filter(|(_, a)| a.body.statement == Statement::Checkpoint)
+            .filter(|(_, a)| a.body.at_ms <= now_ms.saturating_add(skew_ms))
             .filter(|(_, a)| a.check(trust).is_ok())
             .max_by_key(|(id, a)| (a.body.at_ms, **id))
             .map(|(id, a)| (*id, a))
@@ -265,6 +280,13 @@ pub enum AdmissionError {
     },
     #[error("the {which} attestation {id} is about another request")]
     OtherRequest { which: &'static str, id: String },
+    #[error("the {which} attestation {id} does not cover {community}: it names {targets}")]
+    NotATarget {
+        which: &'static str,
+        id: String,
+        community: UnitId,
+        targets: String,
+    },
     #[error("the {which} attestation {id} was not made by a district {role}: {reason}")]
     NotDistrict {
         which: &'static str,
@@ -274,10 +296,12 @@ pub enum AdmissionError {
     },
 }
 
-/// Admission (准入): is this admitted task backed by the district's review and approval of its
-/// request? "凡未经批准的工作事项,一律不得交由社区落实" (seed 000 §一(一)).
+/// Admission (准入): is this admitted task of `community` backed by the district's review and
+/// approval of a request that targets `community`? "凡未经批准的工作事项,一律不得交由社区落实"
+/// (seed 000 §一(一)). The district is the registered top-level unit, never a certificate's claim.
 pub fn check_admission(
     adm: &AdmissionRef<'_>,
+    community: &UnitId,
     index: &Index,
     trust: &Trust,
 ) -> Result<(), AdmissionError> {
@@ -304,6 +328,20 @@ pub fn check_admission(
             return Err(AdmissionError::OtherRequest {
                 which,
                 id: id.to_owned(),
+            });
+        }
+        if !att.body.targets.contains(community) {
+            return Err(AdmissionError::NotATarget {
+                which,
+                id: id.to_owned(),
+                community: community.clone(),
+                targets: att
+                    .body
+                    .targets
+                    .iter()
+                    .map(UnitId::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
             });
         }
         let grant = att.check(trust).map_err(|e| AdmissionError::NotDistrict {

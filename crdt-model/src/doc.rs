@@ -78,6 +78,8 @@ pub enum HeaderError {
     Signature(#[from] KeyError),
     #[error("creator may not create this document: {0}")]
     Denied(#[from] Denied),
+    #[error(transparent)]
+    Record(#[from] crate::cert::RecordError),
 }
 
 impl Scope {
@@ -126,14 +128,17 @@ pub fn default_scope(kind: Kind) -> Scope {
 ///
 /// | kind | writers |
 /// |---|---|
-/// | directory | an admin or node key of any unit (its certificates verify themselves) |
+/// | directory | an admin or node key of the owning unit (the top unit: the lists are the district's, seed 000 §一(一)) |
 /// | everything else | any certified key of the owning unit |
+///
+/// The trust records a directory or a ledger carries verify themselves; who wrote the change
+/// that carried them adds nothing to their authority.
 ///
 /// Cross-unit work is done by reference, never by writing another unit's document: a district's
 /// whistle response (报到) lives in the district's task list and names the community's whistle.
 pub fn may_write(kind: Kind, doc_unit: &UnitId, unit: &UnitId, role: Role) -> bool {
     match kind {
-        Kind::Directory => matches!(role, Role::Admin | Role::Node),
+        Kind::Directory => unit == doc_unit && matches!(role, Role::Admin | Role::Node),
         _ => unit == doc_unit,
     }
 }
@@ -157,9 +162,16 @@ impl SignedHeader {
         self.header.id()
     }
 
-    /// Check network, version, title, signature and that the creator could write this document
-    /// when it was created.
-    pub fn check(&self, trust: &Trust) -> Result<Grant, HeaderError> {
+    /// Check network, version, title, signature, that the creation time is not more than
+    /// `skew_ms` after `now_ms`, and that the creator could write this document when it was
+    /// created.
+    pub fn check(&self, trust: &Trust, now_ms: i64, skew_ms: i64) -> Result<Grant, HeaderError> {
+        crate::cert::check_not_future("document header", self.header.created_at_ms, now_ms, skew_ms)?;
+        self.check_signed(trust)
+    }
+
+    /// [`SignedHeader::check`] without the time bound: for headers already held (audit).
+    pub fn check_signed(&self, trust: &Trust) -> Result<Grant, HeaderError> {
         let h = &self.header;
         if h.network != trust.network() {
             return Err(HeaderError::WrongNetwork {
@@ -177,7 +189,7 @@ impl SignedHeader {
             return Err(HeaderError::Title);
         }
         h.creator.verify(Domain::Header, h, &self.signature)?;
-        let grant = trust.authorize(&h.creator, h.created_at_ms, None, |unit, role| {
+        let grant = trust.authorize(&h.creator, h.created_at_ms, |unit, role| {
             may_write(h.kind, &h.unit, &unit.id, role)
         })?;
         Ok(grant)

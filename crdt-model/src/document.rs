@@ -219,7 +219,10 @@ impl Rejected {
                 author: key,
                 at_ms,
             },
-            Denied::Revoked(author) => Rejected::Revoked { change, author },
+            Denied::Revoked { key, .. } => Rejected::Revoked {
+                change,
+                author: key,
+            },
         }
     }
 }
@@ -275,7 +278,7 @@ impl Document {
     ) -> Result<(Document, ChangeSignature), EditRefused> {
         let created_at = header.created_at_ms;
         let signed = header.sign(creator);
-        signed.check(ctx.trust)?;
+        signed.check(ctx.trust, ctx.now_ms, ctx.limits.clock_skew_ms_max)?;
         let mut document = Document::empty(signed, actor);
         let sig = document
             .edit(ctx, creator, created_at, Some("create"), init)?
@@ -423,7 +426,7 @@ impl Document {
         let (kind, unit) = (h.kind, h.unit.clone());
         if let Err(d) = ctx
             .trust
-            .authorize(&author.public(), at_ms, None, |u, role| {
+            .authorize(&author.public(), at_ms, |u, role| {
                 doc::may_write(kind, &unit, &u.id, role)
             })
         {
@@ -440,7 +443,7 @@ impl Document {
         let hash = scratch.commit_with(opts).ok_or(EditRefused::Empty)?;
         let touched = Touched::from_patches(&scratch.diff_incremental());
         scratch.reset_diff_cursor();
-        validate_state(kind, &scratch, &touched, ctx)?;
+        validate_state(kind, &unit, &scratch, &touched, ctx)?;
         self.doc = scratch;
         let sig = ChangeSignature::sign(self.header.header.network, self.id, hash, author);
         self.signatures.insert(hash, sig.clone());
@@ -605,7 +608,7 @@ impl Document {
                         doc::may_write(kind, unit, &u.id, role)
                     })
                 })
-                .at(at_ms, Some(&hash.0))
+                .at(at_ms)
                 .map_err(|d| Rejected::denied(hash, d))?;
         }
 
@@ -643,7 +646,7 @@ impl Document {
             }
         };
         scratch.reset_diff_cursor();
-        validate_state(kind, &scratch, &touched, ctx).map_err(|e| match e {
+        validate_state(kind, unit, &scratch, &touched, ctx).map_err(|e| match e {
             EditRefused::Admission { task, error } => Rejected::Admission {
                 task,
                 reason: error.to_string(),
@@ -668,7 +671,7 @@ impl Document {
             })?;
         let (kind, unit) = (self.header.header.kind, &self.header.header.unit);
         trust
-            .authorize(&sig.author, at_ms, Some(&hash.0), |u, role| {
+            .authorize(&sig.author, at_ms, |u, role| {
                 doc::may_write(kind, unit, &u.id, role)
             })
             .map_err(|d| Rejected::denied(*hash, d))
@@ -678,25 +681,29 @@ impl Document {
 /// Schema and admission checks on a candidate state, for what `touched` says changed.
 fn validate_state(
     kind: Kind,
+    unit: &crate::unit::UnitId,
     doc: &AutoCommit,
     touched: &Touched,
     ctx: &Context<'_>,
 ) -> Result<(), EditRefused> {
     kinds::validate_touched(kind, doc, touched)?;
+    if matches!(kind, Kind::Ledger | Kind::Directory) {
+        check_signed_blobs(kind, doc, touched, ctx)?;
+    }
     if kind == Kind::TaskList {
         if touched.root.is_empty() {
             for (collection, id) in &touched.records {
                 if collection == kinds::tasks::TASKS_COLLECTION
                     && let Some(adm) = kinds::tasks::admission_of(doc, id)?
                 {
-                    check_one_admission(id, &adm, ctx)?;
+                    check_one_admission(id, &adm, unit, ctx)?;
                 }
             }
         } else {
             let list = kinds::tasks::hydrate(doc)?;
             for (id, task) in &list.tasks {
                 if let Some(adm) = &task.admission {
-                    check_one_admission(id, adm, ctx)?;
+                    check_one_admission(id, adm, unit, ctx)?;
                 }
             }
         }
@@ -704,9 +711,86 @@ fn validate_state(
     Ok(())
 }
 
+/// The signed records a ledger or the directory carries must be what their collection says,
+/// stored under their own id, and not dated beyond the allowed clock skew: a statement dated
+/// near the end of time would otherwise stay "the latest" (a checkpoint) for ever. Their
+/// authority is judged by `Trust` and `attest::Index`, not here.
+fn check_signed_blobs(
+    kind: Kind,
+    doc: &AutoCommit,
+    touched: &Touched,
+    ctx: &Context<'_>,
+) -> Result<(), EditRefused> {
+    use crate::cert::{self, Certificate, RecordError, Registration, Revocation, TrustRecord};
+    use kinds::{directory, ledger};
+    let collections: &[&str] = match kind {
+        Kind::Ledger => &[ledger::ATTESTATIONS, ledger::TRUST],
+        _ => &[
+            directory::CERTIFICATES,
+            directory::REVOCATIONS,
+            directory::REGISTRATIONS,
+        ],
+    };
+    let mut todo: Vec<(&str, String)> = Vec::new();
+    for c in collections {
+        if touched.root.is_empty() {
+            todo.extend(
+                touched
+                    .records
+                    .iter()
+                    .filter(|(tc, _)| tc == c)
+                    .map(|(_, id)| (*c, id.clone())),
+            );
+        } else {
+            todo.extend(kinds::record_ids(doc, c).into_iter().map(|id| (*c, id)));
+        }
+    }
+    let network = ctx.trust.network();
+    let skew = ctx.limits.clock_skew_ms_max;
+    for (collection, id) in todo {
+        let Some(bytes) = kinds::signed_blob(doc, collection, &id)? else {
+            continue;
+        };
+        let decoded: Result<(String, &'static str, i64), RecordError> = match collection {
+            ledger::ATTESTATIONS => attest::Attestation::decode(&bytes).and_then(|a| {
+                a.check_record(&network)?;
+                Ok((a.id().to_string(), "attestation", a.body.at_ms))
+            }),
+            ledger::TRUST => TrustRecord::decode(&bytes, &network)
+                .map(|r| (r.id().to_string(), r.what(), r.at_ms())),
+            directory::CERTIFICATES => Certificate::decode(&bytes, &network)
+                .map(|c| (c.id().to_string(), "certificate", c.body.issued_at_ms)),
+            directory::REVOCATIONS => Revocation::decode(&bytes, &network)
+                .map(|r| (r.id().to_string(), "revocation", r.body.at_ms)),
+            _ => Registration::decode(&bytes, &network)
+                .map(|r| (r.id().to_string(), "registration", r.body.at_ms)),
+        };
+        let (rid, what, at_ms) = decoded.map_err(|e| {
+            EditRefused::Schema(SchemaError::Invalid {
+                path: format!("{collection}/{id}"),
+                reason: e.to_string(),
+            })
+        })?;
+        if rid != id {
+            return Err(EditRefused::Schema(SchemaError::Invalid {
+                path: format!("{collection}/{id}"),
+                reason: format!("holds the {what} {rid}, not the one its key names"),
+            }));
+        }
+        cert::check_not_future(what, at_ms, ctx.now_ms, skew).map_err(|e| {
+            EditRefused::Schema(SchemaError::Invalid {
+                path: format!("{collection}/{id}"),
+                reason: e.to_string(),
+            })
+        })?;
+    }
+    Ok(())
+}
+
 fn check_one_admission(
     id: &str,
     adm: &kinds::tasks::Admission,
+    community: &crate::unit::UnitId,
     ctx: &Context<'_>,
 ) -> Result<(), EditRefused> {
     let r = AdmissionRef {
@@ -715,7 +799,7 @@ fn check_one_admission(
         review: &adm.review,
         approval: &adm.approval,
     };
-    attest::check_admission(&r, ctx.attestations, ctx.trust).map_err(|error| {
+    attest::check_admission(&r, community, ctx.attestations, ctx.trust).map_err(|error| {
         EditRefused::Admission {
             task: id.to_owned(),
             error,

@@ -43,6 +43,7 @@ pub enum Domain {
     Change,
     Attestation,
     Hello,
+    Registration,
 }
 
 impl Domain {
@@ -55,6 +56,7 @@ impl Domain {
             Domain::Change => b"linli/v1/change\0",
             Domain::Attestation => b"linli/v1/attestation\0",
             Domain::Hello => b"linli/v1/hello\0",
+            Domain::Registration => b"linli/v1/registration\0",
         }
     }
 }

@@ -7,7 +7,7 @@
 use automerge::ActorId;
 
 use crate::attest;
-use crate::cert::{CertBody, Certificate, Role};
+use crate::cert::{CertBody, Certificate, Registration, RegistrationBody, Role};
 use crate::doc::{self, Header, SCHEMA_VERSION};
 use crate::document::{ChangeSignature, Context, Document, EditRefused, Limits};
 use crate::genesis::Genesis;
@@ -83,12 +83,26 @@ pub fn cert(
         CertBody {
             network: trust.network(),
             subject: subject.public(),
-            unit: unit.clone(),
+            unit: unit.id.clone(),
             role,
             holder: holder.to_owned(),
             issuer: issuer.public(),
             issued_at_ms: T0 - DAY,
             expires_at_ms: T0 + YEAR,
+        },
+        issuer,
+    )
+}
+
+/// Register `unit` as signed by `issuer` (an admin of its parent or above), a minute after the
+/// fixture certificates were issued.
+pub fn register(trust: &Trust, issuer: &SecretKey, unit: &Unit) -> Registration {
+    Registration::issue(
+        RegistrationBody {
+            network: trust.network(),
+            unit: unit.clone(),
+            issuer: issuer.public(),
+            at_ms: T0 - DAY + 60_000,
         },
         issuer,
     )
@@ -112,6 +126,15 @@ impl Net {
         let (s_admin, s_approver, s_node) = (key(20), key(21), key(22));
         let (c_admin, c_wang, c_li, c_node) = (key(30), key(31), key(32), key(33));
         let q_zhao = key(40);
+        // The tree: the root registers the street, the street's admin its communities.
+        let (s_admin_key, root_key) = (key(20), key(1));
+        trust
+            .insert_registrations([
+                register(&trust, &root_key, &street),
+                register(&trust, &s_admin_key, &shengli),
+                register(&trust, &s_admin_key, &qianjin),
+            ])
+            .expect("fixture registrations");
         let certs = vec![
             cert(
                 &trust,

@@ -1,34 +1,82 @@
-//! Trust: who may act, judged over the whole set of certificates and revocations a node knows.
+//! Trust: who may act, judged over the whole set of registrations, certificates and revocations
+//! a node knows.
 //!
-//! Every verdict here is a pure function of (genesis, certificates, revocations, the question),
-//! never of the order records arrived in. That is what lets two nodes that heard things in
-//! different orders agree, and what the property tests check.
+//! Every verdict here is a pure function of (genesis, the set of records, the question), never
+//! of the order records arrived in. That is what lets two nodes that heard things in different
+//! orders agree, and what the property tests check. The rule of thumb behind every row below:
+//! no key can change anything about a unit it does not govern (DESIGN.md).
 //!
-//! Rules:
-//! - A genesis root key is an admin of the top unit, with no certificate.
-//! - A certificate is *chain-valid* if its issuer is a root key, or holds a chain-valid admin
-//!   certificate for the certificate's unit or a unit above it that was in force when the
-//!   certificate was issued — and the issuer is not revoked, unless the revocation keeps this
-//!   certificate.
-//! - A revocation takes effect if its issuer is a root key or holds an admin certificate,
-//!   chain-valid without regard to revocations, over a unit at or above one the revoked key is
-//!   certified for. (Judging revocations without revocations is what breaks the cycle; a
-//!   compromised admin's revocations stand until a higher admin re-certifies the keys it revoked.)
-//! - A revoked key's signatures count only for the changes its revocations keep.
-//! - Expiry is judged at the time a statement says it was made (the change timestamp, which its
-//!   hash and so its signature cover); ingest separately refuses times too far in the future.
+//! | record | who may sign it | what it can affect | judged at |
+//! |---|---|---|---|
+//! | genesis | — | the top unit and its root keys, for ever | — |
+//! | registration of unit U | a root key, or an admin of U's parent or a unit above it | that U exists, its kind (one level below its parent's: district → street → community → grid) and name | the registration's time |
+//! | certificate for unit U | a root key, or an admin of U or a unit above it | that a key acts for U in a role | its issue time, and every time it is used (validity nests) |
+//! | revocation over unit U | a root key, or an admin of U or a unit above it | the key's certificates for U and units below U issued by the revocation's time, from its cutoff on | the revocation's time |
+//! | change, header, attestation | a key whose certificate permits it (see `doc::may_write`, `attest::Statement::permits`) | the document or statement | the time it states |
+//!
+//! - **The unit tree is data.** A unit exists because a valid registration says so; the top unit
+//!   comes from the genesis. A certificate names a unit by id; the kind every decision uses
+//!   (admission, filing, checkpoints) is the registered one. When several valid registrations of
+//!   one unit disagree, the newest wins (ties: the larger record id), and `conflicts` reports it.
+//! - **Validity nests.** A certificate is in force at time t only if it was issued by t, has not
+//!   expired, and the certificate of its issuer that supports it was in force at its issue time
+//!   and is still a link at t. A root key's certificates depend on nothing.
+//! - **Revocation reaches only what its issuer governs.** A revocation by an admin of U cuts the
+//!   key's certificates for U and the units below it, from the cutoff on; its other certificates
+//!   stand. Certificates issued after the revocation are untouched, so a higher admin restores a
+//!   key by certifying it again. Certificates the key issued under a cut certificate end at the
+//!   cutoff too, unless the revocation keeps them (`keep_issued`, for a job transfer).
+//! - **Revocations are judged level by level.** A revocation over U counts if its issuer held
+//!   admin authority over U at its time, judged with every revocation over a unit strictly above
+//!   U applied. So a higher admin's revocation of a lower admin voids what the lower admin
+//!   revoked after the cutoff, while two admins of one unit who revoke each other both lose
+//!   (their common superior restores who should stay). This order is what breaks the cycle.
+//! - Times are those the statements carry, covered by their signatures; ingest refuses times
+//!   more than the allowed clock skew in the future (`cert::check_not_future`).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::cert::{Certificate, RecordError, RecordId, Revocation, Role};
+use crate::cert::{Certificate, RecordError, RecordId, Registration, Revocation, Role};
 use crate::genesis::{Genesis, GenesisError, NetworkId};
 use crate::keys::PublicKey;
-use crate::unit::{Unit, UnitId, UnitKind};
+use crate::unit::{UNIT_DEPTH_MAX, Unit, UnitId, UnitKind};
 
-/// Longest certificate chain followed from a key to a root key.
+/// Longest run of certificates of one unit level followed from a key towards a root key.
 pub const CHAIN_DEPTH_MAX: usize = 8;
 
-/// The certificates and revocations a node knows, with verdicts kept current on every insert.
+/// When a chain-valid certificate is in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Window {
+    /// Its issue time.
+    start: i64,
+    /// Its own signatures count before this (expiry, revocation, its chain).
+    acts_end: i64,
+    /// Certificates issued under it count before this.
+    link_end: i64,
+    /// The earliest cutoff of a revocation that reaches it.
+    revoked_from: Option<i64>,
+}
+
+impl Window {
+    fn acts_at(&self, at_ms: i64) -> bool {
+        self.start <= at_ms && at_ms < self.acts_end
+    }
+}
+
+/// What the records say, derived from scratch on every insert.
+#[derive(Debug, Clone, Default)]
+struct Derived {
+    /// The registered unit tree, the top unit included.
+    units: BTreeMap<UnitId, Unit>,
+    /// The winning registration of every registered unit below the top.
+    registered_by: HashMap<UnitId, RecordId>,
+    /// Chain-valid certificates and when they are in force.
+    windows: HashMap<RecordId, Window>,
+    /// Revocations that take effect.
+    effective: Vec<RecordId>,
+}
+
+/// The records a node knows, with verdicts kept current on every insert.
 #[derive(Debug, Clone)]
 pub struct Trust {
     genesis: Genesis,
@@ -36,39 +84,26 @@ pub struct Trust {
     certs: BTreeMap<RecordId, Certificate>,
     by_subject: HashMap<PublicKey, Vec<RecordId>>,
     revocations: BTreeMap<RecordId, Revocation>,
-    /// Certificates whose chain reaches a root key, revocations considered.
-    valid: HashSet<RecordId>,
-    /// Keys revoked by an effective revocation, with what their revocations keep.
-    revoked: HashMap<PublicKey, Kept>,
+    registrations: BTreeMap<RecordId, Registration>,
+    derived: Derived,
 }
 
-#[derive(Debug, Clone, Default)]
-struct Kept {
-    changes: HashSet<[u8; 32]>,
-    certificates: HashSet<RecordId>,
-}
-
-/// What a key may do for one kind of action, before time and statement are known: see
+/// What a key may do for one kind of action, before the time is known: see
 /// [`Trust::permission`].
 #[derive(Debug)]
 pub struct Permission<'a> {
     key: PublicKey,
     trust: &'a Trust,
-    revoked: Option<&'a Kept>,
     /// The certificates that permit the action (`None`: a genesis root key), or why none does.
     allowed: Result<Vec<Option<(RecordId, &'a Certificate)>>, Denied>,
 }
 
 impl Permission<'_> {
-    /// The verdict for a statement at `at_ms` with hash `statement`: checked in the same order,
-    /// with the same reasons, as [`Trust::authorize`].
-    pub fn at(&self, at_ms: i64, statement: Option<&[u8; 32]>) -> Result<Grant, Denied> {
-        if let Some(kept) = self.revoked
-            && !statement.is_some_and(|h| kept.changes.contains(h))
-        {
-            return Err(Denied::Revoked(self.key));
-        }
+    /// The verdict for a statement made at `at_ms`: checked in the same order, with the same
+    /// reasons, as [`Trust::authorize`].
+    pub fn at(&self, at_ms: i64) -> Result<Grant, Denied> {
         let allowed = self.allowed.as_ref().map_err(Clone::clone)?;
+        let mut revoked = false;
         for entry in allowed {
             match entry {
                 None => {
@@ -82,23 +117,35 @@ impl Permission<'_> {
                         holder: "root".to_owned(),
                     });
                 }
-                Some((id, c)) if c.valid_at(at_ms) => {
-                    return Ok(Grant {
-                        key: self.key,
-                        certificate: Some(*id),
-                        unit: c.body.unit.id.clone(),
-                        unit_kind: c.body.unit.kind,
-                        role: c.body.role,
-                        holder: c.body.holder.clone(),
-                    });
+                Some((id, c)) => {
+                    let Some(w) = self.trust.derived.windows.get(id) else {
+                        continue;
+                    };
+                    if w.acts_at(at_ms) {
+                        let kind = self.trust.derived.units[&c.body.unit].kind;
+                        return Ok(Grant {
+                            key: self.key,
+                            certificate: Some(*id),
+                            unit: c.body.unit.clone(),
+                            unit_kind: kind,
+                            role: c.body.role,
+                            holder: c.body.holder.clone(),
+                        });
+                    }
+                    if w.revoked_from.is_some_and(|cut| cut <= at_ms)
+                        && w.start <= at_ms
+                        && at_ms < c.body.expires_at_ms
+                    {
+                        revoked = true;
+                    }
                 }
-                Some(_) => {}
             }
         }
-        Err(Denied::Expired {
-            key: self.key,
-            at_ms,
-        })
+        if revoked {
+            Err(Denied::Revoked { key: self.key, at_ms })
+        } else {
+            Err(Denied::Expired { key: self.key, at_ms })
+        }
     }
 }
 
@@ -109,6 +156,7 @@ pub struct Grant {
     /// The certificate, or `None` for a genesis root key.
     pub certificate: Option<RecordId>,
     pub unit: UnitId,
+    /// The unit's kind in the registered tree.
     pub unit_kind: UnitKind,
     pub role: Role,
     pub holder: String,
@@ -120,29 +168,43 @@ pub struct Grant {
 pub enum Denied {
     #[error("key {0} has no certificate in this network")]
     UnknownKey(PublicKey),
-    #[error("no certificate of key {0} has a chain to the network's root keys")]
+    #[error(
+        "no certificate of key {0} has a chain to the network's root keys through registered units"
+    )]
     Untrusted(PublicKey),
     #[error("key {key} ({roles}) may not do this")]
     NotPermitted { key: PublicKey, roles: String },
     #[error("the certificates of key {key} that would permit this were not in force at {at_ms}")]
     Expired { key: PublicKey, at_ms: i64 },
-    #[error("key {0} is revoked and this statement is not among those its revocation keeps")]
-    Revoked(PublicKey),
+    #[error("key {key} was revoked before {at_ms}, when this was signed")]
+    Revoked { key: PublicKey, at_ms: i64 },
+}
+
+/// Several valid registrations of one unit that disagree on its kind or name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub unit: UnitId,
+    /// The registration that wins.
+    pub winner: RecordId,
+    /// The valid ones that lose.
+    pub losers: Vec<RecordId>,
 }
 
 impl Trust {
     pub fn new(genesis: Genesis) -> Result<Trust, GenesisError> {
         genesis.validate()?;
         let network = genesis.network_id();
-        Ok(Trust {
+        let mut trust = Trust {
             genesis,
             network,
             certs: BTreeMap::new(),
             by_subject: HashMap::new(),
             revocations: BTreeMap::new(),
-            valid: HashSet::new(),
-            revoked: HashMap::new(),
-        })
+            registrations: BTreeMap::new(),
+            derived: Derived::default(),
+        };
+        trust.recompute();
+        Ok(trust)
     }
 
     pub fn genesis(&self) -> &Genesis {
@@ -159,15 +221,9 @@ impl Trust {
         &mut self,
         certs: impl IntoIterator<Item = Certificate>,
     ) -> Result<Vec<RecordId>, RecordError> {
-        let mut fresh = Vec::new();
-        for cert in certs {
-            let id = cert.id();
-            if self.certs.contains_key(&id) || fresh.iter().any(|(i, _)| *i == id) {
-                continue;
-            }
-            cert.check(&self.network)?;
-            fresh.push((id, cert));
-        }
+        let fresh = fresh(certs, &self.certs, Certificate::id, |c| {
+            c.check(&self.network)
+        })?;
         let ids: Vec<RecordId> = fresh.iter().map(|(id, _)| *id).collect();
         for (id, cert) in fresh {
             self.by_subject
@@ -187,19 +243,27 @@ impl Trust {
         &mut self,
         revs: impl IntoIterator<Item = Revocation>,
     ) -> Result<Vec<RecordId>, RecordError> {
-        let mut fresh = Vec::new();
-        for rev in revs {
-            let id = rev.id();
-            if self.revocations.contains_key(&id) || fresh.iter().any(|(i, _)| *i == id) {
-                continue;
-            }
-            rev.check(&self.network)?;
-            fresh.push((id, rev));
-        }
+        let fresh = fresh(revs, &self.revocations, Revocation::id, |r| {
+            r.check(&self.network)
+        })?;
         let ids: Vec<RecordId> = fresh.iter().map(|(id, _)| *id).collect();
-        for (id, rev) in fresh {
-            self.revocations.insert(id, rev);
+        self.revocations.extend(fresh);
+        if !ids.is_empty() {
+            self.recompute();
         }
+        Ok(ids)
+    }
+
+    /// Add registrations; same all-or-nothing rule as certificates.
+    pub fn insert_registrations(
+        &mut self,
+        regs: impl IntoIterator<Item = Registration>,
+    ) -> Result<Vec<RecordId>, RecordError> {
+        let fresh = fresh(regs, &self.registrations, Registration::id, |r| {
+            r.check(&self.network)
+        })?;
+        let ids: Vec<RecordId> = fresh.iter().map(|(id, _)| *id).collect();
+        self.registrations.extend(fresh);
         if !ids.is_empty() {
             self.recompute();
         }
@@ -218,6 +282,25 @@ impl Trust {
         self.revocations.iter()
     }
 
+    pub fn registrations(&self) -> impl Iterator<Item = (&RecordId, &Registration)> {
+        self.registrations.iter()
+    }
+
+    /// A registered unit (the top unit included), with its registered kind and name.
+    pub fn unit(&self, id: &UnitId) -> Option<&Unit> {
+        self.derived.units.get(id)
+    }
+
+    /// The registered unit tree, in id order (parents before children).
+    pub fn units(&self) -> impl Iterator<Item = &Unit> {
+        self.derived.units.values()
+    }
+
+    /// Is this revocation in effect?
+    pub fn is_effective(&self, id: &RecordId) -> bool {
+        self.derived.effective.contains(id)
+    }
+
     pub fn certificates_of(&self, key: &PublicKey) -> Vec<(RecordId, &Certificate)> {
         self.by_subject
             .get(key)
@@ -229,16 +312,36 @@ impl Trust {
             .unwrap_or_default()
     }
 
+    /// Does this certificate reach the root keys through registered units? (It may still be
+    /// out of force at a given time: see [`Trust::authorize`].)
     pub fn is_chain_valid(&self, id: &RecordId) -> bool {
-        self.valid.contains(id)
+        self.derived.windows.contains_key(id)
     }
 
+    /// Is this certificate in force at `at_ms`?
+    pub fn in_force(&self, id: &RecordId, at_ms: i64) -> bool {
+        self.derived
+            .windows
+            .get(id)
+            .is_some_and(|w| w.acts_at(at_ms))
+    }
+
+    /// Has an effective revocation reached any certificate of this key?
     pub fn is_revoked(&self, key: &PublicKey) -> bool {
-        self.revoked.contains_key(key)
+        self.certificates_of(key).iter().any(|(id, _)| {
+            self.derived
+                .windows
+                .get(id)
+                .is_some_and(|w| w.revoked_from.is_some())
+        }) || self
+            .derived
+            .effective
+            .iter()
+            .any(|id| self.revocations[id].body.key == *key)
     }
 
     /// The certificates that prove `key`'s authority, up to the root: what a peer needs to
-    /// judge this key's signatures.
+    /// judge this key's signatures (with [`Trust::registrations_for`]).
     pub fn chain_of(&self, key: &PublicKey) -> Vec<Certificate> {
         let mut out: Vec<Certificate> = Vec::new();
         let mut seen = HashSet::new();
@@ -259,28 +362,70 @@ impl Trust {
         out
     }
 
-    /// May `key` act, at `at_ms`, for a statement with hash `statement` (a change hash, or none),
-    /// given what the action needs (`permits(unit, role)`)? Root keys are asked as admins of the
-    /// top unit.
+    /// The winning registrations of the units these certificates name and of every unit above
+    /// them: what a peer needs, beside the certificates, to place them in the tree.
+    pub fn registrations_for(&self, certs: &[Certificate]) -> Vec<Registration> {
+        let mut units: Vec<UnitId> = certs
+            .iter()
+            .flat_map(|c| c.body.unit.chain())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        units.sort();
+        units
+            .iter()
+            .filter_map(|u| self.derived.registered_by.get(u))
+            .filter_map(|id| self.registrations.get(id).cloned())
+            .collect()
+    }
+
+    /// Units whose valid registrations disagree, with the one that wins.
+    pub fn conflicts(&self) -> Vec<Conflict> {
+        let mut out = Vec::new();
+        for (unit, winner) in &self.derived.registered_by {
+            let won = &self.registrations[winner].body.unit;
+            let losers: Vec<RecordId> = self
+                .registrations
+                .iter()
+                .filter(|(id, r)| {
+                    *id != winner
+                        && &r.body.unit.id == unit
+                        && (r.body.unit.kind != won.kind || r.body.unit.name != won.name)
+                        && self.registration_valid(r, &self.derived.units, &self.derived.windows)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            if !losers.is_empty() {
+                out.push(Conflict {
+                    unit: unit.clone(),
+                    winner: *winner,
+                    losers,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.unit.cmp(&b.unit));
+        out
+    }
+
+    /// May `key` act at `at_ms`, given what the action needs (`permits(unit, role)`, asked with
+    /// the registered unit)? Root keys are asked as admins of the top unit.
     pub fn authorize(
         &self,
         key: &PublicKey,
         at_ms: i64,
-        statement: Option<&[u8; 32]>,
         permits: impl Fn(&Unit, Role) -> bool,
     ) -> Result<Grant, Denied> {
-        self.permission(key, permits).at(at_ms, statement)
+        self.permission(key, permits).at(at_ms)
     }
 
     /// What `key` may do for an action, judged once: the part of [`Trust::authorize`] that does
-    /// not depend on the statement's time or hash. An ingest asks this once per author and then
+    /// not depend on the statement's time. An ingest asks this once per author and then
     /// [`Permission::at`] once per change.
     pub fn permission(
         &self,
         key: &PublicKey,
         permits: impl Fn(&Unit, Role) -> bool,
     ) -> Permission<'_> {
-        let revoked = self.revoked.get(key);
         let allowed = if self.genesis.is_root(key) && permits(&self.genesis.top, Role::Admin) {
             Ok(vec![None])
         } else {
@@ -297,20 +442,20 @@ impl Trust {
             } else {
                 let chained: Vec<_> = certs
                     .iter()
-                    .filter(|(id, _)| self.valid.contains(id))
+                    .filter(|(id, _)| self.derived.windows.contains_key(id))
                     .collect();
                 if chained.is_empty() {
                     Err(Denied::Untrusted(*key))
                 } else {
                     let permitted: Vec<Option<(RecordId, &Certificate)>> = chained
                         .iter()
-                        .filter(|(_, c)| permits(&c.body.unit, c.body.role))
+                        .filter(|(_, c)| permits(&self.derived.units[&c.body.unit], c.body.role))
                         .map(|(id, c)| Some((*id, *c)))
                         .collect();
                     if permitted.is_empty() {
                         let roles = chained
                             .iter()
-                            .map(|(_, c)| format!("{} of {}", c.body.role.as_str(), c.body.unit.id))
+                            .map(|(_, c)| format!("{} of {}", c.body.role.as_str(), c.body.unit))
                             .collect::<Vec<_>>()
                             .join(", ");
                         Err(Denied::NotPermitted { key: *key, roles })
@@ -323,89 +468,227 @@ impl Trust {
         Permission {
             key: *key,
             trust: self,
-            revoked,
             allowed,
         }
     }
 
-    /// Recompute revocation effects and chain validity from scratch. Linear in the number of
-    /// certificates (each is judged once, memoised), so bulk inserts should come as one batch.
+    /// Derive the tree, the effective revocations and every certificate's window from scratch,
+    /// level by level (see the module doc). Each level costs one pass over the certificates, so
+    /// bulk inserts should come as one batch.
     fn recompute(&mut self) {
-        // 1. Chain validity without regard to revocations, to judge revocations by.
-        let plain = self.chain_valid_set(&HashMap::new());
-        // 2. Effective revocations.
-        let mut revoked: HashMap<PublicKey, Kept> = HashMap::new();
-        for rev in self.revocations.values() {
-            let b = &rev.body;
-            if self.genesis.is_root(&b.key) {
-                continue; // root keys are fixed by the genesis
-            }
-            let units: Vec<&UnitId> = self
-                .certificates_of(&b.key)
-                .iter()
-                .map(|(_, c)| &c.body.unit.id)
-                .collect::<Vec<_>>();
-            let issuer_ok = self.genesis.is_root(&b.issuer)
-                || self.certificates_of(&b.issuer).iter().any(|(id, c)| {
-                    plain.contains(id)
-                        && c.body.role == Role::Admin
-                        && c.valid_at(b.at_ms)
-                        && units.iter().any(|u| c.body.unit.id.is_at_or_above(u))
-                });
-            if issuer_ok {
-                let kept = revoked.entry(b.key).or_default();
-                kept.changes.extend(b.keep_changes.iter().copied());
-                kept.certificates
-                    .extend(b.keep_certificates.iter().copied());
+        let mut effective: Vec<RecordId> = Vec::new();
+        let mut by_depth: BTreeMap<usize, Vec<RecordId>> = BTreeMap::new();
+        for (id, r) in &self.revocations {
+            by_depth.entry(r.body.unit.depth()).or_default().push(*id);
+        }
+        for (_, ids) in by_depth {
+            // Judge this level's revocations with those above it applied.
+            let (units, windows) = self.derive(&effective);
+            for id in ids {
+                let b = &self.revocations[&id].body;
+                if self.genesis.is_root(&b.key) {
+                    continue; // root keys are fixed by the genesis
+                }
+                let ok = units.contains_key(&b.unit)
+                    && self.admin_at(&b.issuer, &b.unit, b.at_ms, &windows);
+                if ok {
+                    effective.push(id);
+                }
             }
         }
-        // 3. Chain validity with revocations.
-        self.valid = self.chain_valid_set(&revoked);
-        self.revoked = revoked;
+        let (units, windows) = self.derive(&effective);
+        let registered_by = self.winners(&units, &windows);
+        self.derived = Derived {
+            units,
+            registered_by,
+            windows,
+            effective,
+        };
     }
 
-    fn chain_valid_set(&self, revoked: &HashMap<PublicKey, Kept>) -> HashSet<RecordId> {
-        let mut memo: HashMap<RecordId, bool> = HashMap::new();
-        for id in self.certs.keys() {
-            self.judge(id, revoked, &mut memo, 0);
+    /// Does `key` hold admin authority over `unit` (at it or above it) at `at_ms`?
+    fn admin_at(
+        &self,
+        key: &PublicKey,
+        unit: &UnitId,
+        at_ms: i64,
+        windows: &HashMap<RecordId, Window>,
+    ) -> bool {
+        self.genesis.is_root(key)
+            || self.certificates_of(key).iter().any(|(id, c)| {
+                c.body.role == Role::Admin
+                    && c.body.unit.is_at_or_above(unit)
+                    && windows.get(id).is_some_and(|w| w.acts_at(at_ms))
+            })
+    }
+
+    fn registration_valid(
+        &self,
+        reg: &Registration,
+        units: &BTreeMap<UnitId, Unit>,
+        windows: &HashMap<RecordId, Window>,
+    ) -> bool {
+        let b = &reg.body;
+        let Some(parent) = b.unit.id.parent() else {
+            return false;
+        };
+        let Some(parent_unit) = units.get(&parent) else {
+            return false;
+        };
+        b.unit.kind.parent_kind() == Some(parent_unit.kind)
+            && self.admin_at(&b.issuer, &parent, b.at_ms, windows)
+    }
+
+    /// The winning valid registration of each unit below the top: the newest, then the larger
+    /// record id.
+    fn winners(
+        &self,
+        units: &BTreeMap<UnitId, Unit>,
+        windows: &HashMap<RecordId, Window>,
+    ) -> HashMap<UnitId, RecordId> {
+        let mut best: HashMap<UnitId, (i64, RecordId)> = HashMap::new();
+        for (id, reg) in &self.registrations {
+            if !self.registration_valid(reg, units, windows) {
+                continue;
+            }
+            let rank = (reg.body.at_ms, *id);
+            best.entry(reg.body.unit.id.clone())
+                .and_modify(|b| *b = (*b).max(rank))
+                .or_insert(rank);
         }
-        memo.into_iter()
-            .filter(|(_, ok)| *ok)
-            .map(|(id, _)| id)
-            .collect()
+        best.into_iter().map(|(u, (_, id))| (u, id)).collect()
     }
 
+    /// The registered tree and the certificates' windows, with `effective` revocations applied.
+    fn derive(&self, effective: &[RecordId]) -> (BTreeMap<UnitId, Unit>, HashMap<RecordId, Window>) {
+        // Each cut certificate: (earliest cutoff of any revocation, earliest of those that do
+        // not keep what it issued).
+        let mut cuts: HashMap<RecordId, (i64, i64)> = HashMap::new();
+        for rid in effective {
+            let r = &self.revocations[rid].body;
+            for (cid, c) in self.certificates_of(&r.key) {
+                if r.unit.is_at_or_above(&c.body.unit) && c.body.issued_at_ms <= r.at_ms {
+                    let e = cuts.entry(cid).or_insert((i64::MAX, i64::MAX));
+                    e.0 = e.0.min(r.cutoff_ms);
+                    if !r.keep_issued {
+                        e.1 = e.1.min(r.cutoff_ms);
+                    }
+                }
+            }
+        }
+        let mut units: BTreeMap<UnitId, Unit> = BTreeMap::new();
+        units.insert(self.genesis.top.id.clone(), self.genesis.top.clone());
+        let mut windows: HashMap<RecordId, Window> = HashMap::new();
+        let mut by_depth: BTreeMap<usize, Vec<RecordId>> = BTreeMap::new();
+        for (id, c) in &self.certs {
+            by_depth.entry(c.body.unit.depth()).or_default().push(*id);
+        }
+        for depth in 1..=UNIT_DEPTH_MAX {
+            // Certificates for units of this level: their issuers are of this level or above.
+            let mut memo: HashMap<RecordId, Option<Window>> = HashMap::new();
+            for id in by_depth.get(&depth).into_iter().flatten() {
+                self.judge(id, &units, &windows, &cuts, &mut memo, 0);
+            }
+            windows.extend(memo.into_iter().filter_map(|(id, w)| w.map(|w| (id, w))));
+            // Then the units one level down, registered by admins of this level or above.
+            let next: Vec<&Registration> = self
+                .registrations
+                .values()
+                .filter(|r| r.body.unit.id.depth() == depth + 1)
+                .collect();
+            let mut best: BTreeMap<UnitId, (i64, RecordId, &Registration)> = BTreeMap::new();
+            for reg in next {
+                if !self.registration_valid(reg, &units, &windows) {
+                    continue;
+                }
+                let rank = (reg.body.at_ms, reg.id());
+                match best.get(&reg.body.unit.id) {
+                    Some((at, id, _)) if (*at, *id) >= rank => {}
+                    _ => {
+                        best.insert(reg.body.unit.id.clone(), (rank.0, rank.1, reg));
+                    }
+                }
+            }
+            for (id, (_, _, reg)) in best {
+                units.insert(id, reg.body.unit.clone());
+            }
+        }
+        (units, windows)
+    }
+
+    /// The window of one certificate, judged with the levels above already in `windows` and
+    /// this level memoised in `memo`.
     fn judge(
         &self,
         id: &RecordId,
-        revoked: &HashMap<PublicKey, Kept>,
-        memo: &mut HashMap<RecordId, bool>,
+        units: &BTreeMap<UnitId, Unit>,
+        windows: &HashMap<RecordId, Window>,
+        cuts: &HashMap<RecordId, (i64, i64)>,
+        memo: &mut HashMap<RecordId, Option<Window>>,
         depth: usize,
-    ) -> bool {
+    ) -> Option<Window> {
         if let Some(v) = memo.get(id) {
             return *v;
         }
-        let Some(cert) = self.certs.get(id) else {
-            return false;
-        };
-        if depth > CHAIN_DEPTH_MAX {
-            return false;
-        }
-        // Provisionally false: a cycle of certificates certifying each other proves nothing.
-        memo.insert(*id, false);
+        let cert = self.certs.get(id)?;
         let b = &cert.body;
-        let issuer_revoked = revoked
-            .get(&b.issuer)
-            .is_some_and(|kept| !kept.certificates.contains(id));
-        let ok = !issuer_revoked
-            && (self.genesis.is_root(&b.issuer)
-                || self.certificates_of(&b.issuer).iter().any(|(pid, p)| {
-                    p.body.role == Role::Admin
-                        && p.body.unit.id.is_at_or_above(&b.unit.id)
-                        && p.valid_at(b.issued_at_ms)
-                        && self.judge(pid, revoked, memo, depth + 1)
-                }));
-        memo.insert(*id, ok);
-        ok
+        if depth > CHAIN_DEPTH_MAX || !units.contains_key(&b.unit) {
+            memo.insert(*id, None);
+            return None;
+        }
+        // Provisionally none: a cycle of certificates certifying each other proves nothing.
+        memo.insert(*id, None);
+        let level = b.unit.depth();
+        let parent_end = if self.genesis.is_root(&b.issuer) {
+            Some(i64::MAX)
+        } else {
+            let mut end: Option<i64> = None;
+            for (pid, p) in self.certificates_of(&b.issuer) {
+                if p.body.role != Role::Admin || !p.body.unit.is_at_or_above(&b.unit) {
+                    continue;
+                }
+                let w = if p.body.unit.depth() < level {
+                    windows.get(&pid).copied()
+                } else {
+                    self.judge(&pid, units, windows, cuts, memo, depth + 1)
+                };
+                if let Some(w) = w
+                    && w.acts_at(b.issued_at_ms)
+                {
+                    end = Some(end.map_or(w.link_end, |e| e.max(w.link_end)));
+                }
+            }
+            end
+        };
+        let window = parent_end.map(|parent_end| {
+            let (own_cut, link_cut) = cuts.get(id).copied().unwrap_or((i64::MAX, i64::MAX));
+            Window {
+                start: b.issued_at_ms,
+                acts_end: b.expires_at_ms.min(own_cut).min(parent_end),
+                link_end: b.expires_at_ms.min(link_cut).min(parent_end),
+                revoked_from: (own_cut != i64::MAX).then_some(own_cut),
+            }
+        });
+        memo.insert(*id, window);
+        window
     }
+}
+
+/// The records of `new` not yet in `known`, each checked; all or nothing.
+fn fresh<T>(
+    new: impl IntoIterator<Item = T>,
+    known: &BTreeMap<RecordId, T>,
+    id: impl Fn(&T) -> RecordId,
+    check: impl Fn(&T) -> Result<(), RecordError>,
+) -> Result<Vec<(RecordId, T)>, RecordError> {
+    let mut out: Vec<(RecordId, T)> = Vec::new();
+    for rec in new {
+        let rid = id(&rec);
+        if known.contains_key(&rid) || out.iter().any(|(i, _)| *i == rid) {
+            continue;
+        }
+        check(&rec)?;
+        out.push((rid, rec));
+    }
+    Ok(out)
 }

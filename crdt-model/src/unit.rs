@@ -153,6 +153,16 @@ impl UnitKind {
         }
     }
 
+    /// The kind a unit of this kind must have above it; a district is the top and has none.
+    pub fn parent_kind(self) -> Option<UnitKind> {
+        match self {
+            UnitKind::District => None,
+            UnitKind::Street => Some(UnitKind::District),
+            UnitKind::Community => Some(UnitKind::Street),
+            UnitKind::Grid => Some(UnitKind::Community),
+        }
+    }
+
     pub fn label_zh(self) -> &'static str {
         match self {
             UnitKind::District => "区",

@@ -15,8 +15,9 @@ use autosurgeon::{Hydrate, Reconcile};
 use super::{EditError, SchemaError, UnknownValue};
 
 const UNITS: &str = "units";
-const CERTIFICATES: &str = "certificates";
-const REVOCATIONS: &str = "revocations";
+pub const CERTIFICATES: &str = "certificates";
+pub const REVOCATIONS: &str = "revocations";
+pub const REGISTRATIONS: &str = "registrations";
 const DUTY_LIST: &str = "duty_list";
 const ASSISTANCE_LIST: &str = "assistance_list";
 
@@ -84,6 +85,7 @@ pub struct Directory {
     pub units: BTreeMap<String, UnitEntry>,
     pub certificates: BTreeMap<String, Vec<u8>>,
     pub revocations: BTreeMap<String, Vec<u8>>,
+    pub registrations: BTreeMap<String, Vec<u8>>,
     pub duty_list: BTreeMap<String, ListItem>,
     pub assistance_list: BTreeMap<String, ListItem>,
 }
@@ -116,7 +118,14 @@ impl Directory {
 pub fn init(doc: &mut AutoCommit) -> Result<(), EditError> {
     super::init_maps(
         doc,
-        &[UNITS, CERTIFICATES, REVOCATIONS, DUTY_LIST, ASSISTANCE_LIST],
+        &[
+            UNITS,
+            CERTIFICATES,
+            REVOCATIONS,
+            REGISTRATIONS,
+            DUTY_LIST,
+            ASSISTANCE_LIST,
+        ],
     )
 }
 
@@ -126,6 +135,7 @@ pub fn hydrate(doc: &impl automerge::ReadDoc) -> Result<Directory, SchemaError> 
         units: super::records(doc, UNITS)?,
         certificates: super::blobs(doc, CERTIFICATES)?,
         revocations: super::blobs(doc, REVOCATIONS)?,
+        registrations: super::blobs(doc, REGISTRATIONS)?,
         duty_list: super::records(doc, DUTY_LIST)?,
         assistance_list: super::records(doc, ASSISTANCE_LIST)?,
     })
@@ -171,6 +181,11 @@ pub fn put_certificate(doc: &mut AutoCommit, id: &str, bytes: &[u8]) -> Result<(
     super::put_blob(doc, CERTIFICATES, id, bytes)
 }
 
+/// Stores a signed registration (immutable like certificates).
+pub fn put_registration(doc: &mut AutoCommit, id: &str, bytes: &[u8]) -> Result<(), EditError> {
+    super::put_blob(doc, REGISTRATIONS, id, bytes)
+}
+
 /// Stores a signed revocation (immutable like certificates).
 pub fn put_revocation(doc: &mut AutoCommit, id: &str, bytes: &[u8]) -> Result<(), EditError> {
     super::put_blob(doc, REVOCATIONS, id, bytes)
@@ -207,7 +222,7 @@ pub(super) fn validate_record(
 ) -> Result<(), SchemaError> {
     match collection {
         UNITS => super::one_record::<UnitEntry>(doc, collection, id).map(drop),
-        CERTIFICATES | REVOCATIONS => {
+        CERTIFICATES | REVOCATIONS | REGISTRATIONS => {
             super::one_record::<autosurgeon::bytes::ByteVec>(doc, collection, id).map(drop)
         }
         DUTY_LIST | ASSISTANCE_LIST => super::one_record::<ListItem>(doc, collection, id).map(drop),

@@ -1,5 +1,8 @@
 //! A unit's ledger: the attestations it has issued (review and approval of admitted tasks,
-//! filing of conventions, checkpoints), as opaque signed blobs.
+//! filing of conventions, checkpoints), and the trust records (registrations, certificates,
+//! revocations) its admins signed, as opaque signed blobs. The trust records travel here
+//! because only the top unit writes the directory, and a street's revocation must still reach
+//! every node.
 //!
 //! Attestations live in the issuer's own document because each unit writes only its own
 //! documents, and a ledger replicates like any other document so every node can check an
@@ -12,24 +15,33 @@ use automerge::AutoCommit;
 
 use super::{EditError, SchemaError};
 
-const ATTESTATIONS: &str = "attestations";
+pub const ATTESTATIONS: &str = "attestations";
+/// Signed `cert::TrustRecord`s by record id.
+pub const TRUST: &str = "trust";
 
-/// The hydrated ledger: attestation id → signed attestation bytes.
+/// The hydrated ledger: record id → signed bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Ledger {
     pub attestations: BTreeMap<String, Vec<u8>>,
+    pub trust: BTreeMap<String, Vec<u8>>,
 }
 
 /// Writes the empty ledger. Called once, by the creator, in the first change.
 pub fn init(doc: &mut AutoCommit) -> Result<(), EditError> {
-    super::init_maps(doc, &[ATTESTATIONS])
+    super::init_maps(doc, &[ATTESTATIONS, TRUST])
 }
 
 pub fn hydrate(doc: &impl automerge::ReadDoc) -> Result<Ledger, SchemaError> {
     let doc = &super::Reader::new(doc);
     Ok(Ledger {
         attestations: super::blobs(doc, ATTESTATIONS)?,
+        trust: super::blobs(doc, TRUST)?,
     })
+}
+
+/// Stores a signed trust record (immutable like attestations).
+pub fn put_trust_record(doc: &mut AutoCommit, id: &str, bytes: &[u8]) -> Result<(), EditError> {
+    super::put_blob(doc, TRUST, id, bytes)
 }
 
 /// Stores an attestation. The same bytes again are a no-op; other bytes under a used id are
@@ -45,7 +57,7 @@ pub(super) fn validate_record(
     id: &str,
 ) -> Result<(), SchemaError> {
     match collection {
-        ATTESTATIONS => {
+        ATTESTATIONS | TRUST => {
             super::one_record::<autosurgeon::bytes::ByteVec>(doc, collection, id).map(drop)
         }
         other => Err(super::unknown_collection(other)),

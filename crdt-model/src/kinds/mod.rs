@@ -431,6 +431,24 @@ pub fn validate_touched(
     Ok(())
 }
 
+/// One signed blob of a root map, or `None` if there is none.
+pub fn signed_blob(
+    doc: &automerge::AutoCommit,
+    collection: &str,
+    id: &str,
+) -> Result<Option<Vec<u8>>, SchemaError> {
+    Ok(one_record::<autosurgeon::bytes::ByteVec>(doc, collection, id)?.map(Into::into))
+}
+
+/// Every id of a root map (empty if the map is missing).
+pub fn record_ids(doc: &automerge::AutoCommit, collection: &str) -> Vec<String> {
+    use automerge::ReadDoc as _;
+    match autosurgeon::ReadDoc::get(doc, &ROOT, collection) {
+        Ok(Some((_, obj))) => doc.keys(&obj).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// One record of a root map, or `None` if it was deleted.
 fn one_record<T: Hydrate>(
     doc: &impl ReadDoc,
