@@ -126,7 +126,11 @@ impl Document {
     pub fn audit(&mut self, trust: &Trust, index: &attest::Index) -> Audit {
         let id = self.id();
         let h = self.header().header.clone();
-        let header_problem = self.header().check_signed(trust).err().map(|e| e.to_string());
+        let header_problem = self
+            .header()
+            .check_signed(trust)
+            .err()
+            .map(|e| e.to_string());
         let metas: Vec<(ChangeHash, Vec<ChangeHash>, i64, Option<String>)> = self
             .automerge_mut()
             .get_changes_meta(&[])
@@ -234,7 +238,9 @@ impl Document {
                     review: &adm.review,
                     approval: &adm.approval,
                 };
-                if let Err(e) = attest::check_admission(&r, &self.header().header.unit, index, trust) {
+                if let Err(e) =
+                    attest::check_admission(&r, &self.header().header.unit, index, trust)
+                {
                     out.push(format!("admitted task {tid} ({}): {e}", task.title));
                 }
             }

@@ -166,7 +166,12 @@ impl SignedHeader {
     /// `skew_ms` after `now_ms`, and that the creator could write this document when it was
     /// created.
     pub fn check(&self, trust: &Trust, now_ms: i64, skew_ms: i64) -> Result<Grant, HeaderError> {
-        crate::cert::check_not_future("document header", self.header.created_at_ms, now_ms, skew_ms)?;
+        crate::cert::check_not_future(
+            "document header",
+            self.header.created_at_ms,
+            now_ms,
+            skew_ms,
+        )?;
         self.check_signed(trust)
     }
 

@@ -424,12 +424,9 @@ impl Document {
     ) -> Result<(T, ChangeSignature), EditRefused> {
         let h = &self.header.header;
         let (kind, unit) = (h.kind, h.unit.clone());
-        if let Err(d) = ctx
-            .trust
-            .authorize(&author.public(), at_ms, |u, role| {
-                doc::may_write(kind, &unit, &u.id, role)
-            })
-        {
+        if let Err(d) = ctx.trust.authorize(&author.public(), at_ms, |u, role| {
+            doc::may_write(kind, &unit, &u.id, role)
+        }) {
             return Err(d.into());
         }
         // Edit a copy: if anything below fails the document is untouched.

@@ -34,7 +34,7 @@
 //! - Times are those the statements carry, covered by their signatures; ingest refuses times
 //!   more than the allowed clock skew in the future (`cert::check_not_future`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::cert::{Certificate, RecordError, RecordId, Registration, Revocation, Role};
 use crate::genesis::{Genesis, GenesisError, NetworkId};
@@ -82,7 +82,9 @@ pub struct Trust {
     genesis: Genesis,
     network: NetworkId,
     certs: BTreeMap<RecordId, Certificate>,
-    by_subject: HashMap<PublicKey, Vec<RecordId>>,
+    /// Each key's certificates in id order, so that which one grants an action does not
+    /// depend on the order they arrived in.
+    by_subject: HashMap<PublicKey, BTreeSet<RecordId>>,
     revocations: BTreeMap<RecordId, Revocation>,
     registrations: BTreeMap<RecordId, Registration>,
     derived: Derived,
@@ -142,9 +144,15 @@ impl Permission<'_> {
             }
         }
         if revoked {
-            Err(Denied::Revoked { key: self.key, at_ms })
+            Err(Denied::Revoked {
+                key: self.key,
+                at_ms,
+            })
         } else {
-            Err(Denied::Expired { key: self.key, at_ms })
+            Err(Denied::Expired {
+                key: self.key,
+                at_ms,
+            })
         }
     }
 }
@@ -229,7 +237,7 @@ impl Trust {
             self.by_subject
                 .entry(cert.body.subject)
                 .or_default()
-                .push(id);
+                .insert(id);
             self.certs.insert(id, cert);
         }
         if !ids.is_empty() {
@@ -560,7 +568,10 @@ impl Trust {
     }
 
     /// The registered tree and the certificates' windows, with `effective` revocations applied.
-    fn derive(&self, effective: &[RecordId]) -> (BTreeMap<UnitId, Unit>, HashMap<RecordId, Window>) {
+    fn derive(
+        &self,
+        effective: &[RecordId],
+    ) -> (BTreeMap<UnitId, Unit>, HashMap<RecordId, Window>) {
         // Each cut certificate: (earliest cutoff of any revocation, earliest of those that do
         // not keep what it issued).
         let mut cuts: HashMap<RecordId, (i64, i64)> = HashMap::new();

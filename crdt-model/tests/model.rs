@@ -229,7 +229,7 @@ fn change_dated_in_the_future_is_rejected() {
 }
 
 #[test]
-fn revoked_key_is_rejected_except_for_kept_changes() {
+fn revoked_key_is_rejected_from_its_cutoff() {
     let mut net = Net::new();
     let (mut doc, _) = net.visit_log().unwrap();
     let (kept, kept_sig) = forge(&net, &mut doc, &net.c_li, T0 + 5, 1, |tx| {
@@ -243,10 +243,11 @@ fn revoked_key_is_rejected_except_for_kept_changes() {
             network: net.trust.network(),
             key: net.c_li.public(),
             issuer: net.c_admin.public(),
+            unit: net.shengli.id.clone(),
             at_ms: T0 + 10,
+            cutoff_ms: T0 + 6,
             reason: "工作调动".to_owned(),
-            keep_changes: vec![kept.hash().0],
-            keep_certificates: vec![],
+            keep_issued: true,
         },
         &net.c_admin,
     );
@@ -257,7 +258,7 @@ fn revoked_key_is_rejected_except_for_kept_changes() {
         "revoked"
     );
     doc.ingest(&net.ctx(T0 + DAY), batch(kept, kept_sig))
-        .expect("a kept change stays valid");
+        .expect("a change signed before the cutoff stays valid");
 }
 
 #[test]
@@ -269,14 +270,17 @@ fn revocation_by_someone_without_authority_has_no_effect() {
             network: net.trust.network(),
             key: net.s_node.public(),
             issuer: net.c_admin.public(),
+            unit: net.street.id.clone(),
             at_ms: T0,
+            cutoff_ms: T0,
             reason: "越权".to_owned(),
-            keep_changes: vec![],
-            keep_certificates: vec![],
+            keep_issued: false,
         },
         &net.c_admin,
     );
+    let id = rev.id();
     net.trust.insert_revocations([rev]).unwrap();
+    assert!(!net.trust.is_effective(&id));
     assert!(!net.trust.is_revoked(&net.s_node.public()));
 }
 
@@ -580,6 +584,7 @@ fn admission(net: &Net) -> Admission {
                 doc_unit: net.district.id.clone(),
                 heads: heads.clone(),
                 subject: Some("r1".to_owned()),
+                targets: vec![net.shengli.id.clone()],
                 at_ms: at,
                 note: String::new(),
                 checkpoint: vec![],
@@ -759,6 +764,7 @@ fn filed(net: &Net, doc: &mut Document, by: &SecretKey, at_ms: i64) -> Attestati
             doc_unit: net.shengli.id.clone(),
             heads: doc.heads().iter().map(|h| h.0).collect(),
             subject: None,
+            targets: vec![],
             at_ms,
             note: "备案".to_owned(),
             checkpoint: vec![],
@@ -881,6 +887,7 @@ fn checkpoints_are_only_signed_by_districts() {
         doc_unit: net.district.id.clone(),
         heads: vec![],
         subject: None,
+        targets: vec![],
         at_ms: T0,
         note: String::new(),
         checkpoint: vec![],
@@ -959,10 +966,11 @@ fn audit_flags_changes_that_lost_their_authority() {
             network: net.trust.network(),
             key: net.c_li.public(),
             issuer: net.s_admin.public(),
+            unit: net.shengli.id.clone(),
             at_ms: T0 + 10,
+            cutoff_ms: T0 + 1,
             reason: "密钥泄露".to_owned(),
-            keep_changes: vec![],
-            keep_certificates: vec![],
+            keep_issued: false,
         },
         &net.s_admin,
     );
@@ -978,7 +986,7 @@ fn certificates_chain_to_the_root_and_expire() {
     let wang = net.c_wang.public();
     let grant = net
         .trust
-        .authorize(&wang, T0, None, |u, role| {
+        .authorize(&wang, T0, |u, role| {
             u.id == net.shengli.id && role == Role::Writer
         })
         .unwrap();
@@ -990,7 +998,7 @@ fn certificates_chain_to_the_root_and_expire() {
     );
     assert!(
         net.trust
-            .authorize(&wang, T0 + 2 * YEAR, None, |_, _| true)
+            .authorize(&wang, T0 + 2 * YEAR, |_, _| true)
             .is_err()
     );
     let _ = testkit::unit("x", linli_crdt_model::unit::UnitKind::Grid, "x");

@@ -121,15 +121,17 @@ proptest! {
         let net = Net::new();
         let mut certs: Vec<Certificate> = net.trust.certificates().map(|(_, c)| c.clone()).collect();
         let revs = vec![
+            // 李强 moves away (调离): from T0 on he no longer writes for 胜利社区.
             Revocation::issue(RevocationBody {
                 network: net.trust.network(), key: net.c_li.public(), issuer: net.c_admin.public(),
-                at_ms: T0, reason: "调离".into(), keep_changes: vec![[5; 32]], keep_certificates: vec![],
+                unit: net.shengli.id.clone(), at_ms: T0, cutoff_ms: T0, reason: "调离".into(),
+                keep_issued: false,
             }, &net.c_admin),
-            // Revoking the street admin cuts everything it certified below, unless kept.
+            // The street admin's key is lost: everything it certified ends at the cutoff.
             Revocation::issue(RevocationBody {
                 network: net.trust.network(), key: net.s_admin.public(), issuer: net.d_admin.public(),
-                at_ms: T0, reason: "密钥泄露".into(), keep_changes: vec![],
-                keep_certificates: certs.iter().filter(|c| c.body.holder == "胜利社区书记").map(|c| c.id()).collect(),
+                unit: net.street.id.clone(), at_ms: T0, cutoff_ms: T0, reason: "密钥泄露".into(),
+                keep_issued: false,
             }, &net.d_admin),
         ];
         let mut state = seed;
@@ -147,26 +149,32 @@ proptest! {
             a.insert_certificates(certs[..split].iter().cloned()).unwrap();
             a.insert_revocations(revs.iter().cloned()).unwrap();
         }
-        for c in &certs[split..] {
+        for (i, c) in certs[split..].iter().enumerate() {
             a.insert_certificates([c.clone()]).unwrap();
+            if i == 2 {
+                a.insert_registrations(net.trust.registrations().map(|(_, r)| r.clone())).unwrap();
+            }
         }
+        a.insert_registrations(net.trust.registrations().map(|(_, r)| r.clone())).unwrap();
         let mut b = Trust::new(net.genesis.clone()).unwrap();
+        b.insert_registrations(net.trust.registrations().map(|(_, r)| r.clone())).unwrap();
         b.insert_certificates(net.trust.certificates().map(|(_, c)| c.clone())).unwrap();
         b.insert_revocations(revs.clone()).unwrap();
 
         let keys = [&net.d_admin, &net.s_admin, &net.s_node, &net.c_admin, &net.c_wang, &net.c_li, &net.c_node, &net.q_zhao];
         for k in keys {
-            for stmt in [None, Some([5u8; 32])] {
-                let va = a.authorize(&k.public(), T0, stmt.as_ref(), |_, _| true);
-                let vb = b.authorize(&k.public(), T0, stmt.as_ref(), |_, _| true);
+            for at in [T0 - 1, T0, T0 + 1] {
+                let va = a.authorize(&k.public(), at, |_, _| true);
+                let vb = b.authorize(&k.public(), at, |_, _| true);
                 prop_assert_eq!(va, vb);
             }
         }
         // Spot-check the verdicts themselves.
         prop_assert!(b.is_revoked(&net.s_admin.public()));
-        prop_assert!(b.authorize(&net.c_wang.public(), T0, None, |_, r| r == Role::Writer).is_ok(), "kept chain");
-        prop_assert!(b.authorize(&net.q_zhao.public(), T0, None, |_, _| true).is_err(), "cut chain");
-        prop_assert!(b.authorize(&net.c_li.public(), T0, Some(&[5; 32]), |_, _| true).is_ok(), "kept change");
-        prop_assert!(b.authorize(&net.c_li.public(), T0, None, |_, _| true).is_err());
+        prop_assert!(b.authorize(&net.c_wang.public(), T0 - 1, |_, r| r == Role::Writer).is_ok(), "before the cutoff");
+        prop_assert!(b.authorize(&net.c_wang.public(), T0, |_, _| true).is_err(), "chain cut at the cutoff");
+        prop_assert!(b.authorize(&net.d_admin.public(), T0 + 1, |_, _| true).is_ok(), "above the revoker's reach");
+        prop_assert!(b.authorize(&net.c_li.public(), T0 - 1, |_, _| true).is_ok(), "signed before the cutoff");
+        prop_assert!(b.authorize(&net.c_li.public(), T0, |_, _| true).is_err());
     }
 }

@@ -71,6 +71,24 @@ pub struct UnitEntry {
     pub parent: Option<String>,
 }
 
+impl From<&crate::unit::Unit> for UnitEntry {
+    /// The display entry of a registered unit.
+    fn from(u: &crate::unit::Unit) -> UnitEntry {
+        use crate::unit::UnitKind as K;
+        let kind = match u.kind {
+            K::District => UnitKind::District,
+            K::Street => UnitKind::Street,
+            K::Community => UnitKind::Community,
+            K::Grid => UnitKind::Grid,
+        };
+        UnitEntry {
+            name: u.name.clone(),
+            kind,
+            parent: u.id.parent().map(|p| p.to_string()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hydrate, Reconcile, serde::Serialize, serde::Deserialize)]
 pub struct ListItem {
     pub title: String,
@@ -346,6 +364,7 @@ mod tests {
                         9,
                     ],
                 },
+                registrations: {},
                 duty_list: {
                     "d-1": ListItem {
                         title: "组织居民依法开展自治活动",

@@ -103,6 +103,7 @@ mod tests {
                         2,
                     ],
                 },
+                trust: {},
             }
         "#]]
         .assert_debug_eq(&hydrate(&doc).expect("hydrate"));
