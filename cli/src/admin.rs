@@ -8,12 +8,13 @@ use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
 use linli_crdt_model::attest::Statement;
 use linli_crdt_model::audit::Audit;
-use linli_crdt_model::cert::{Certificate, Role};
+use linli_crdt_model::cert::{Certificate, Registration, Role};
 use linli_crdt_model::kinds::Kind;
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_node::api::{
     AttestRequest, AttestationView, CertView, CompareView, Created, DocView, ImportRequest,
-    Imported, IssueRequest, Issued, RevokeRequest, StatusView, VerifyView,
+    Imported, IssueRequest, Issued, RegisterRequest, Registered, RevokeRequest, StatusView,
+    UnitView, VerifyView,
 };
 use linli_node::config::{Config, Layout};
 use linli_node::engine::DocSummary;
@@ -190,9 +191,11 @@ pub fn join(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<ExitCode> {
         genesis.network_name
     );
     println!("  node key: {key}");
-    println!("\nNext: an administrator of {unit} or a unit above certifies this key:");
     println!(
-        "  linli --data-dir <their node> --as admin cert issue --subject {key} --unit {unit} --unit-name <名称> --unit-kind <kind> --role node --holder 节点 --out node.cert"
+        "\nNext: an administrator of a unit above registers {unit} (`linli unit register`) if it is new, and certifies this key:"
+    );
+    println!(
+        "  linli --data-dir <their node> --as admin cert issue --subject {key} --unit {unit} --role node --holder 节点 --out node.cert"
     );
     println!("then, here:");
     println!(
@@ -207,70 +210,66 @@ pub fn join(ctx: &Ctx, a: JoinArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(Debug, Subcommand)]
 pub enum UnitCmd {
-    /// Register a unit in the network's directory (an administrator of a unit above it).
+    /// Register a unit below the top in the network's unit tree (an administrator of its parent
+    /// or of a unit above it). Certificates can only name registered units.
     #[command(
-        after_help = "Example:\n  linli --as admin unit add tiedong/jiefang --name 解放街道 --kind street"
+        visible_alias = "add",
+        after_help = "Example:\n  linli --as admin unit register tiedong/jiefang --name 解放街道 --kind street"
     )]
-    Add {
+    Register {
         id: String,
         #[arg(long)]
         name: String,
+        /// street, community or grid: one level below its parent.
         #[arg(long)]
         kind: String,
     },
-    /// Units in the directory.
+    /// Units of the registered tree, as this node knows it.
     #[command(after_help = "Example:\n  linli unit list --json")]
     List,
 }
 
-fn directory(client: &Client) -> anyhow::Result<String> {
-    let docs: Vec<DocSummary> = client.get("/v1/docs?kind=directory")?;
-    docs.into_iter()
-        .min_by_key(|d| d.created_at_ms)
-        .map(|d| d.id)
-        .ok_or_else(|| anyhow!("this node does not hold the network's directory yet; wait until it has synced with its street or district"))
-}
-
 pub fn unit(ctx: &Ctx, cmd: UnitCmd) -> anyhow::Result<ExitCode> {
     let client = ctx.client()?;
-    let dir = directory(&client)?;
     match cmd {
-        UnitCmd::Add { id, name, kind } => {
+        UnitCmd::Register { id, name, kind } => {
             let id = UnitId::new(&id)?;
             let kind: UnitKind = kind.parse().map_err(|e: String| anyhow!(e))?;
-            let op = serde_json::json!({
-                "op": "unit-put",
-                "unit_id": id.as_str(),
-                "entry": { "name": name, "kind": kind.as_str(), "parent": id.parent().map(|p| p.to_string()) },
-            });
-            let r: Value = client.post(&format!("/v1/docs/{dir}/ops"), &op, ctx.person())?;
+            let req = RegisterRequest {
+                unit: Unit { id, kind, name },
+            };
+            let r: Registered = client.post("/v1/units/register", &req, ctx.person())?;
             if ctx.json {
                 return output::json(&r).map(|_| ExitCode::SUCCESS);
             }
-            println!("Registered {id} ({name}, {})", kind.label_zh());
+            println!(
+                "Registered {} ({}, {}); registration {}",
+                r.unit.id,
+                r.unit.name,
+                r.unit.kind.label_zh(),
+                short(&r.id)
+            );
         }
         UnitCmd::List => {
-            let state: Value = client.get(&format!("/v1/docs/{dir}/state"))?;
-            let units = state.get("units").cloned().unwrap_or(Value::Null);
+            let units: Vec<UnitView> = client.get("/v1/units")?;
             if ctx.json {
                 return output::json(&units).map(|_| ExitCode::SUCCESS);
             }
             let rows = units
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(id, u)| {
-                            vec![
-                                id.clone(),
-                                u["name"].as_str().unwrap_or("").to_owned(),
-                                u["kind"].as_str().unwrap_or("").to_owned(),
-                                u["parent"].as_str().unwrap_or("").to_owned(),
-                            ]
-                        })
-                        .collect()
+                .iter()
+                .map(|u| {
+                    vec![
+                        u.id.to_string(),
+                        u.name.clone(),
+                        u.kind.as_str().to_owned(),
+                        u.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
+                        u.registration
+                            .as_deref()
+                            .map_or_else(|| "genesis".to_owned(), short),
+                    ]
                 })
-                .unwrap_or_default();
-            print_table(&["unit", "name", "kind", "parent"], rows);
+                .collect();
+            print_table(&["unit", "name", "kind", "parent", "registration"], rows);
         }
     }
     ok()
@@ -318,14 +317,9 @@ pub enum CertCmd {
     Issue {
         #[arg(long)]
         subject: String,
+        /// A registered unit (`linli unit list`).
         #[arg(long)]
         unit: String,
-        /// Display name of the unit (looked up in the directory if omitted).
-        #[arg(long)]
-        unit_name: Option<String>,
-        /// Level of the unit (looked up in the directory if omitted).
-        #[arg(long)]
-        unit_kind: Option<String>,
         /// admin, writer, reviewer, approver or node.
         #[arg(long)]
         role: String,
@@ -334,20 +328,37 @@ pub enum CertCmd {
         holder: String,
         #[arg(long, default_value_t = 365)]
         days: u32,
-        /// Also write the certificate (hex) to this file, for a node that is not running yet.
+        /// Also write the certificate, its issuer's chain and the registrations that place them
+        /// to this file, for a node that is not running yet (`linli cert import FILE`).
         #[arg(long)]
         out: Option<PathBuf>,
     },
-    /// Import certificates from files (one hex certificate per line). Works with the node
+    /// Import certificates and registrations from files written by `cert issue --out` (one
+    /// hex record per line; registrations prefixed `registration `). Works with the node
     /// stopped, for a node's first certificate.
     #[command(after_help = "Example:\n  linli cert import node.cert")]
     Import { files: Vec<PathBuf> },
-    /// Revoke a key; its changes made so far stay valid, anything later is refused.
-    #[command(after_help = "Example:\n  linli --as admin cert revoke 3b9f… --reason 工作调动")]
+    /// Revoke a key over a unit and the units below it: what it signed from the cutoff on no
+    /// longer counts, on every node, whatever it had already reached.
+    #[command(
+        after_help = "Examples:\n  linli --as admin cert revoke 3b9f… --reason 钥匙丢失 --since 2026-11-28T08:00:00+08:00\n  linli --as admin cert revoke 3b9f… --reason 工作调动 --keep-issued"
+    )]
     Revoke {
         key: String,
         #[arg(long)]
         reason: String,
+        /// The unit over which the key loses its certificates (default: the unit of your
+        /// administrator certificate). Units above it are not affected.
+        #[arg(long)]
+        unit: Option<String>,
+        /// From when its signatures stop counting (RFC 3339, e.g. 2026-11-28T08:00:00+08:00;
+        /// default now): set it to when a key was lost, so what a thief signed is refused.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Keep the certificates the key issued in force until they expire (a job transfer,
+        /// 工作调动). Without it they end at the cutoff too (a lost or stolen key).
+        #[arg(long)]
+        keep_issued: bool,
     },
     /// Certificates this node knows.
     #[command(after_help = "Example:\n  linli cert list --json")]
@@ -359,46 +370,24 @@ pub fn cert(ctx: &Ctx, cmd: CertCmd) -> anyhow::Result<ExitCode> {
         CertCmd::Issue {
             subject,
             unit,
-            unit_name,
-            unit_kind,
             role,
             holder,
             days,
             out,
         } => {
             let client = ctx.client()?;
-            let id = UnitId::new(&unit)?;
-            let (name, kind) = match (unit_name, unit_kind) {
-                (Some(n), Some(k)) => (n, k.parse::<UnitKind>().map_err(|e| anyhow!(e))?),
-                (n, k) => {
-                    let dir = directory(&client)?;
-                    let state: Value = client.get(&format!("/v1/docs/{dir}/state"))?;
-                    let entry = &state["units"][id.as_str()];
-                    let name = n.or_else(|| entry["name"].as_str().map(str::to_owned)).ok_or_else(|| {
-                        anyhow!("unit {id} is not in the directory: give --unit-name and --unit-kind, or register it with `linli unit add`")
-                    })?;
-                    let kind = match k {
-                        Some(k) => k.parse::<UnitKind>().map_err(|e| anyhow!(e))?,
-                        None => entry["kind"]
-                            .as_str()
-                            .unwrap_or("")
-                            .parse::<UnitKind>()
-                            .map_err(|e| anyhow!(e))?,
-                    };
-                    (name, kind)
-                }
-            };
+            let unit = UnitId::new(&unit)?;
             let role: Role = role.parse().map_err(|e: String| anyhow!(e))?;
             let req = IssueRequest {
                 subject,
-                unit: Unit { id, kind, name },
+                unit,
                 role,
                 holder,
                 valid_days: Some(days),
             };
             let issued: Issued = client.post("/v1/certs/issue", &req, ctx.person())?;
             if let Some(path) = &out {
-                std::fs::write(path, format!("{}\n", issued.hex))
+                std::fs::write(path, cert_file(&issued))
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             if ctx.json {
@@ -408,7 +397,7 @@ pub fn cert(ctx: &Ctx, cmd: CertCmd) -> anyhow::Result<ExitCode> {
                 "Issued certificate {} ({} of {} for {})",
                 short(&issued.id),
                 role.as_str(),
-                req.unit.id,
+                req.unit,
                 req.holder
             );
             if let Some(path) = out {
@@ -419,16 +408,14 @@ pub fn cert(ctx: &Ctx, cmd: CertCmd) -> anyhow::Result<ExitCode> {
             if files.is_empty() {
                 bail!("give at least one certificate file");
             }
-            let mut hexes = Vec::new();
+            let mut certificates = Vec::new();
+            let mut registrations = Vec::new();
             for f in &files {
                 let text = std::fs::read_to_string(f)
                     .with_context(|| format!("reading {}", f.display()))?;
-                hexes.extend(
-                    text.lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty())
-                        .map(str::to_owned),
-                );
+                let (c, r) = parse_cert_file(&text);
+                certificates.extend(c);
+                registrations.extend(r);
             }
             let running = Layout::new(&ctx.data_dir).api_addr().exists();
             if running {
@@ -436,7 +423,8 @@ pub fn cert(ctx: &Ctx, cmd: CertCmd) -> anyhow::Result<ExitCode> {
                 let r: Imported = client.post(
                     "/v1/certs/import",
                     &ImportRequest {
-                        certificates: hexes,
+                        certificates,
+                        registrations,
                     },
                     None,
                 )?;
@@ -448,12 +436,18 @@ pub fn cert(ctx: &Ctx, cmd: CertCmd) -> anyhow::Result<ExitCode> {
                 let genesis = setup::genesis_of(&ctx.data_dir)?;
                 let network = genesis.network_id();
                 let mut certs = Vec::new();
-                for h in &hexes {
+                for h in &certificates {
                     let bytes = hex::decode(h)
                         .with_context(|| format!("{} is not a hex certificate", short(h)))?;
                     certs.push(Certificate::decode(&bytes, &network)?);
                 }
-                setup::import_offline(&ctx.data_dir, &genesis, &certs)?;
+                let mut regs = Vec::new();
+                for h in &registrations {
+                    let bytes = hex::decode(h)
+                        .with_context(|| format!("{} is not a hex registration", short(h)))?;
+                    regs.push(Registration::decode(&bytes, &network)?);
+                }
+                setup::import_offline(&ctx.data_dir, &genesis, &regs, &certs)?;
                 if ctx.json {
                     return output::json(
                         &certs.iter().map(|c| c.id().to_string()).collect::<Vec<_>>(),
@@ -461,19 +455,40 @@ pub fn cert(ctx: &Ctx, cmd: CertCmd) -> anyhow::Result<ExitCode> {
                     .map(|_| ExitCode::SUCCESS);
                 }
                 println!(
-                    "Imported {} certificate(s) into the stopped node at {}",
+                    "Imported {} certificate(s) and {} registration(s) into the stopped node at {}",
                     certs.len(),
+                    regs.len(),
                     ctx.data_dir.display()
                 );
             }
         }
-        CertCmd::Revoke { key, reason } => {
+        CertCmd::Revoke {
+            key,
+            reason,
+            unit,
+            since,
+            keep_issued,
+        } => {
+            let unit = unit.as_deref().map(UnitId::new).transpose()?;
+            let cutoff_ms = since
+                .as_deref()
+                .map(|t| {
+                    chrono::DateTime::parse_from_rfc3339(t)
+                        .map(|d| d.timestamp_millis())
+                        .with_context(|| {
+                            format!("--since {t}: give a time as RFC 3339, e.g. 2026-11-28T08:00:00+08:00")
+                        })
+                })
+                .transpose()?;
             let client = ctx.client()?;
             let r: Created = client.post(
                 "/v1/certs/revoke",
                 &RevokeRequest {
                     key: key.clone(),
                     reason,
+                    unit,
+                    cutoff_ms,
+                    keep_issued,
                 },
                 ctx.person(),
             )?;
@@ -491,18 +506,18 @@ pub fn cert(ctx: &Ctx, cmd: CertCmd) -> anyhow::Result<ExitCode> {
             let rows = certs
                 .iter()
                 .map(|c| {
-                    let state = if c.revoked {
+                    let state = if c.in_force {
+                        "valid"
+                    } else if c.revoked {
                         "revoked"
                     } else if c.expired {
                         "expired"
-                    } else if c.chain_valid {
-                        "valid"
                     } else {
                         "no chain"
                     };
                     vec![
                         c.holder.clone(),
-                        c.unit.name.clone(),
+                        c.unit_name.clone().unwrap_or_else(|| c.unit.to_string()),
                         c.role.as_str().to_owned(),
                         short(&c.subject),
                         time(c.expires_at_ms),
@@ -514,6 +529,35 @@ pub fn cert(ctx: &Ctx, cmd: CertCmd) -> anyhow::Result<ExitCode> {
         }
     }
     ok()
+}
+
+/// What `cert issue --out` writes: the certificate, then its issuer's chain, one hex record a
+/// line, then the registrations that place them, each line prefixed `registration `.
+fn cert_file(issued: &Issued) -> String {
+    let mut out = String::new();
+    for c in std::iter::once(&issued.hex).chain(&issued.chain) {
+        out.push_str(c);
+        out.push('\n');
+    }
+    for r in &issued.registrations {
+        out.push_str("registration ");
+        out.push_str(r);
+        out.push('\n');
+    }
+    out
+}
+
+/// A certificate file's (certificates, registrations), as hex.
+fn parse_cert_file(text: &str) -> (Vec<String>, Vec<String>) {
+    let mut certs = Vec::new();
+    let mut regs = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        match line.strip_prefix("registration ") {
+            Some(r) => regs.push(r.trim().to_owned()),
+            None => certs.push(line.to_owned()),
+        }
+    }
+    (certs, regs)
 }
 
 // ----- the daemon -----

@@ -245,31 +245,34 @@ fn district_street_and_community_work_through_the_cli() {
     let approver = person_key(d, "approver");
     nodes.start(d);
     let units = json(d, &["unit", "list"]);
-    if units.get("tiedong").is_none() {
-        // `init` does not list the top unit in the directory, and `unit add` of a street needs
-        // its parent listed (reported; harmless once fixed).
-        ok(
-            d,
-            &[
-                "--as",
-                "root",
-                "unit",
-                "add",
-                "tiedong",
-                "--name",
-                "铁东区",
-                "--kind",
-                "district",
-            ],
-        );
-    }
+    assert_eq!(
+        units[0]["id"], "tiedong",
+        "the top unit comes from the genesis: {units}"
+    );
+    // A community under a street that is not registered yet is refused, and says why.
+    let stderr = fails(
+        d,
+        &[
+            "--as",
+            "root",
+            "unit",
+            "register",
+            "tiedong/jiefang/shengli",
+            "--name",
+            "胜利社区",
+            "--kind",
+            "community",
+        ],
+        1,
+    );
+    assert!(stderr.contains("register the parent first"), "{stderr}");
     ok(
         d,
         &[
             "--as",
             "root",
             "unit",
-            "add",
+            "register",
             "tiedong/jiefang",
             "--name",
             "解放街道",

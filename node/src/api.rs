@@ -33,7 +33,8 @@
 //! | 413 | `too-large` | body over [`BODY_BYTES_MAX`], or a list over its limit |
 //! | 422 | `schema` / `admission` | `EditRefused::Schema`, `EditError::Schema`, `EditRefused::Admission` |
 //! | 422 | `bad-header` / `bad-record` | other `HeaderError`s, other `RecordError`s (wrong network, bad signature, validity) |
-//! | 422 | `refused` | `Error::Invalid`: the engine refuses by rule (e.g. rating an unanswered whistle) |
+//! | 422 | `refused` | `Error::Invalid`: the engine refuses by rule (e.g. rating an unanswered whistle, a registration or revocation that would not hold) |
+//! | 422 | `unregistered-unit` | `Error::Unregistered`: a certificate or revocation for a unit not in the registered tree |
 //! | 500 | `store` | `Error::Store`: the disk failed; nothing was acknowledged |
 //! | 500 | `misconfigured` / `key-file` / `internal` | `Error::{Config, Genesis, NotCertified}`, unreadable key files, Automerge errors, a panicked handler |
 //! | 503 | `net-unavailable` | the network loop is not taking commands |
@@ -56,12 +57,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use linli_crdt_model::attest::{Comparison, Statement};
-use linli_crdt_model::cert::{Certificate, RecordError, Role};
+use linli_crdt_model::cert::{Certificate, RecordError, Registration, Role};
 use linli_crdt_model::doc::{DocId, HeaderError};
 use linli_crdt_model::document::EditRefused;
 use linli_crdt_model::keys::{self, PublicKey};
 use linli_crdt_model::kinds::{EditError, Kind};
-use linli_crdt_model::unit::Unit;
+use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -196,13 +197,19 @@ pub struct CertView {
     pub id: String,
     pub subject: String,
     pub holder: String,
-    pub unit: Unit,
+    pub unit: UnitId,
+    /// The unit's kind and name in the registered tree; `None` if it is not registered here.
+    pub unit_kind: Option<UnitKind>,
+    pub unit_name: Option<String>,
     pub role: Role,
     pub issuer: String,
     pub issued_at_ms: i64,
     pub expires_at_ms: i64,
-    /// Its chain reaches a genesis root key (revocations considered).
+    /// Its chain reaches a genesis root key through registered units.
     pub chain_valid: bool,
+    /// In force now (issued, not expired, not revoked, its chain in force).
+    #[serde(default)]
+    pub in_force: bool,
     /// Its subject key is revoked.
     pub revoked: bool,
     pub expired: bool,
@@ -214,7 +221,8 @@ pub struct CertView {
 pub struct IssueRequest {
     /// The certified key, 64 hex digits.
     pub subject: String,
-    pub unit: Unit,
+    /// A registered unit (`POST /v1/units/register` registers one).
+    pub unit: UnitId,
     pub role: Role,
     /// Who holds the key (王芳, or a node's label).
     pub holder: String,
@@ -230,6 +238,14 @@ pub struct Issued {
     /// `Certificate::encode` as hex: what `POST /v1/certs/import` takes on another node.
     pub hex: String,
     pub chain_valid: bool,
+    /// The other certificates of the issuer's chain, as hex: a node that imports the
+    /// certificate before it first syncs needs them to judge it.
+    #[serde(default)]
+    pub chain: Vec<String>,
+    /// `Registration::encode` as hex of the units the chain names and those above them: what
+    /// places the certificate in the unit tree on such a node.
+    #[serde(default)]
+    pub registrations: Vec<String>,
 }
 
 /// `POST /v1/certs/import`.
@@ -238,6 +254,9 @@ pub struct Issued {
 pub struct ImportRequest {
     /// Hex of `Certificate::encode`.
     pub certificates: Vec<String>,
+    /// Hex of `Registration::encode`: the units the certificates name.
+    #[serde(default)]
+    pub registrations: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -254,6 +273,47 @@ pub struct Imported {
 pub struct RevokeRequest {
     pub key: String,
     pub reason: String,
+    /// The unit whose certificates (and those of the units below it) the revocation cuts;
+    /// default: the unit of the signer's administrator certificate (the top for a root key).
+    #[serde(default)]
+    pub unit: Option<UnitId>,
+    /// From when the key's signatures no longer count, ms since the epoch; default now. Not
+    /// in the future.
+    #[serde(default)]
+    pub cutoff_ms: Option<i64>,
+    /// Keep the certificates the key issued in force until they expire (a job transfer,
+    /// 工作调动). Default `false` (a lost or stolen key): they end at the cutoff too.
+    #[serde(default)]
+    pub keep_issued: bool,
+}
+
+/// `POST /v1/units/register`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    /// The unit below the top: id, kind (one level below its parent's) and display name.
+    pub unit: Unit,
+}
+
+/// A signed registration, as `POST /v1/units/register` returns it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registered {
+    /// The registration's record id.
+    pub id: String,
+    pub unit: Unit,
+    pub issuer: String,
+    pub at_ms: i64,
+}
+
+/// `GET /v1/units`: one unit of the registered tree.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnitView {
+    pub id: UnitId,
+    pub kind: UnitKind,
+    pub name: String,
+    pub parent: Option<UnitId>,
+    /// The registration in force; `None` for the top unit, which the genesis names.
+    pub registration: Option<String>,
 }
 
 /// `POST /v1/admin/block` and `/unblock`.
@@ -361,6 +421,7 @@ impl From<engine::Error> for ApiError {
             E::Key(KeyFileError::BadHandle(_)) => (StatusCode::BAD_REQUEST, "invalid"),
             E::Key(_) => (StatusCode::INTERNAL_SERVER_ERROR, "key-file"),
             E::UnknownDoc(_) => (StatusCode::NOT_FOUND, "unknown-document"),
+            E::Unregistered(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unregistered-unit"),
             E::BadDocId(_) => (StatusCode::BAD_REQUEST, "bad-document-id"),
             E::Refused(r) => match r {
                 EditRefused::Edit(e) => edit_error(e),
@@ -626,6 +687,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/v1/certs/issue", post(issue_cert))
         .route("/v1/certs/import", post(import_certs))
         .route("/v1/certs/revoke", post(revoke))
+        .route("/v1/units", get(units))
+        .route("/v1/units/register", post(register_unit))
         .route("/v1/admin/block", post(block))
         .route("/v1/admin/unblock", post(unblock))
         .route("/v1/admin/unblock-all", post(unblock_all))
@@ -945,7 +1008,7 @@ fn check_statement(
 ) -> Result<(), ApiError> {
     let key = signer_key(e, person)?;
     e.trust()
-        .authorize(&key, engine::now_ms(), None, |u, role| {
+        .authorize(&key, engine::now_ms(), |u, role| {
             statement.permits(role, &u.id, u.kind, doc_unit)
         })
         .map(drop)
@@ -1082,7 +1145,11 @@ async fn checkpoint(State(app): State<App>) -> Result<(StatusCode, Json<Created>
 
 async fn compare_checkpoint(State(app): State<App>) -> Result<Json<CompareView>, ApiError> {
     with_engine(&app, |e| {
-        if e.attestations().latest_checkpoint(e.trust()).is_none() {
+        if e
+            .attestations()
+            .latest_checkpoint(e.trust(), engine::now_ms(), e.limits().clock_skew_ms_max)
+            .is_none()
+        {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "no-checkpoint",
@@ -1124,23 +1191,27 @@ async fn certs(State(app): State<App>) -> Result<Json<Vec<CertView>>, ApiError> 
             .certificates()
             .map(|(id, c)| {
                 let b = &c.body;
+                let unit = trust.unit(&b.unit);
                 CertView {
                     id: id.to_string(),
                     subject: b.subject.to_string(),
                     holder: b.holder.clone(),
                     unit: b.unit.clone(),
+                    unit_kind: unit.map(|u| u.kind),
+                    unit_name: unit.map(|u| u.name.clone()),
                     role: b.role,
                     issuer: b.issuer.to_string(),
                     issued_at_ms: b.issued_at_ms,
                     expires_at_ms: b.expires_at_ms,
                     chain_valid: trust.is_chain_valid(id),
+                    in_force: trust.in_force(id, now),
                     revoked: trust.is_revoked(&b.subject),
                     expired: b.expires_at_ms <= now,
                 }
             })
             .collect();
         out.sort_by(|a, b| {
-            (&a.unit.id, a.role, &a.holder, &a.id).cmp(&(&b.unit.id, b.role, &b.holder, &b.id))
+            (&a.unit, a.role, &a.holder, &a.id).cmp(&(&b.unit, b.role, &b.holder, &b.id))
         });
         Ok(Json(out))
     })
@@ -1167,9 +1238,12 @@ async fn issue_cert(
             // Refuse before signing: a certificate without a valid chain would still be stored
             // and written to the directory, where it only confuses.
             let issuer = signer_key(&mut e, person)?;
-            let unit = req.unit.id.clone();
+            let unit = req.unit.clone();
+            if e.trust().unit(&unit).is_none() {
+                return Err(engine::Error::Unregistered(unit).into());
+            }
             e.trust()
-                .authorize(&issuer, engine::now_ms(), None, |u, role| {
+                .authorize(&issuer, engine::now_ms(), |u, role| {
                     role == Role::Admin && u.id.is_at_or_above(&unit)
                 })
                 .map_err(|d| {
@@ -1188,10 +1262,27 @@ async fn issue_cert(
                     person,
                 )
                 .map_err(|err| ApiError::from(err).context(format!("certifying key {subject}")))?;
-            let chain_valid = e.trust().is_chain_valid(&cert.id());
+            let trust = e.trust();
+            let chain_valid = trust.is_chain_valid(&cert.id());
+            let chain: Vec<Certificate> = trust
+                .chain_of(&cert.body.issuer)
+                .into_iter()
+                .chain([cert.clone()])
+                .collect();
+            let registrations = trust
+                .registrations_for(&chain)
+                .iter()
+                .map(|r| hex::encode(r.encode()))
+                .collect();
             Issued {
                 id: cert.id().to_string(),
                 hex: hex::encode(cert.encode()),
+                chain: chain
+                    .iter()
+                    .filter(|c| c.id() != cert.id())
+                    .map(|c| hex::encode(c.encode()))
+                    .collect(),
+                registrations,
                 certificate: cert,
                 chain_valid,
             }
@@ -1207,7 +1298,7 @@ async fn import_certs(
     State(app): State<App>,
     Body(req): Body<ImportRequest>,
 ) -> Result<Json<Imported>, ApiError> {
-    if req.certificates.len() > CERTS_PER_IMPORT_MAX {
+    if req.certificates.len() + req.registrations.len() > CERTS_PER_IMPORT_MAX {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too-large",
@@ -1227,6 +1318,16 @@ async fn import_certs(
         })?;
         blobs.push(bytes);
     }
+    let mut reg_blobs = Vec::with_capacity(req.registrations.len());
+    for (i, h) in req.registrations.iter().enumerate() {
+        let bytes = hex::decode(h.trim()).map_err(|e| {
+            ApiError::bad(
+                "bad-record",
+                format!("registration {i} is not hex: {e}; send the `registrations` that POST /v1/certs/issue returned"),
+            )
+        })?;
+        reg_blobs.push(bytes);
+    }
     let imported = blocking(&app, move |shared| {
         let imported = {
             let mut e = shared.engine();
@@ -1239,6 +1340,15 @@ async fn import_certs(
                 })?;
                 certs.push(cert);
             }
+            let mut regs = Vec::with_capacity(reg_blobs.len());
+            for (i, b) in reg_blobs.iter().enumerate() {
+                let reg = Registration::decode(b, &network).map_err(|err| {
+                    let (status, kind) = record_error(&err);
+                    ApiError::new(status, kind, format!("registration {i} refused: {err}"))
+                })?;
+                regs.push(reg);
+            }
+            e.import_registrations(regs)?;
             let ids: Vec<String> = certs.iter().map(|c| c.id().to_string()).collect();
             let new = e.import_certificates(certs)?;
             Imported {
@@ -1270,11 +1380,11 @@ async fn revoke(
                     format!("key {key} is a root key of the genesis; root keys cannot be revoked"),
                 ));
             }
-            let units: BTreeSet<_> = e
+            let units: BTreeSet<UnitId> = e
                 .trust()
                 .certificates_of(&key)
                 .iter()
-                .map(|(_, c)| c.body.unit.id.clone())
+                .map(|(_, c)| c.body.unit.clone())
                 .collect();
             if units.is_empty() {
                 return Err(ApiError::new(
@@ -1287,25 +1397,100 @@ async fn revoke(
             }
             let person = signer.person.as_deref();
             let issuer = signer_key(&mut e, person)?;
+            let scope = req.unit.clone();
             e.trust()
-                .authorize(&issuer, engine::now_ms(), None, |u, role| {
-                    role == Role::Admin && units.iter().any(|k| u.id.is_at_or_above(k))
+                .authorize(&issuer, engine::now_ms(), |u, role| {
+                    role == Role::Admin
+                        && match &scope {
+                            Some(s) => u.id.is_at_or_above(s),
+                            None => units.iter().any(|k| u.id.is_at_or_above(k)),
+                        }
                 })
                 .map_err(|d| {
+                    let over = scope
+                        .as_ref()
+                        .map_or_else(|| "its unit".to_owned(), |s| s.to_string());
                     ApiError::denied(format!(
-                        "{} may not revoke key {key}: only an admin of its unit or a unit above it may ({d})",
+                        "{} may not revoke key {key} over {over}: only an admin of {over} or a unit above it may ({d})",
                         person.unwrap_or("this node")
                     ))
                 })?;
-            e.revoke(key, req.reason, person)
-                .map_err(|err| ApiError::from(err).context(format!("revoking key {key}")))?
-                .id()
+            e.revoke(
+                key,
+                req.unit,
+                req.cutoff_ms,
+                req.keep_issued,
+                req.reason,
+                person,
+            )
+            .map_err(|err| ApiError::from(err).context(format!("revoking key {key}")))?
+            .id()
         };
         announce(shared);
         Ok(id)
     })
     .await?;
     Ok((StatusCode::CREATED, Json(Created { id: id.to_string() })))
+}
+
+// ----- handlers: the unit tree -----
+
+async fn units(State(app): State<App>) -> Result<Json<Vec<UnitView>>, ApiError> {
+    with_engine(&app, |e| {
+        let trust = e.trust();
+        let out: Vec<UnitView> = trust
+            .units()
+            .map(|u| UnitView {
+                id: u.id.clone(),
+                kind: u.kind,
+                name: u.name.clone(),
+                parent: u.id.parent(),
+                registration: trust
+                    .registrations()
+                    .filter(|(_, r)| r.body.unit == *u)
+                    .max_by_key(|(id, r)| (r.body.at_ms, **id))
+                    .map(|(id, _)| id.to_string()),
+            })
+            .collect();
+        Ok(Json(out))
+    })
+    .await
+}
+
+async fn register_unit(
+    State(app): State<App>,
+    Q(signer): Q<Signer>,
+    Body(req): Body<RegisterRequest>,
+) -> Result<(StatusCode, Json<Registered>), ApiError> {
+    if req.unit.id.parent().is_none() {
+        return Err(ApiError::bad(
+            "invalid",
+            format!(
+                "{} is a top unit; the top unit comes from the genesis and is not registered",
+                req.unit.id
+            ),
+        ));
+    }
+    let registered = blocking(&app, move |shared| {
+        let reg = {
+            let mut e = shared.engine();
+            let person = signer.person.as_deref();
+            let unit = req.unit.clone();
+            let reg = e.register_unit(req.unit, person).map_err(|err| {
+                ApiError::from(err).context(format!("registering unit {}", unit.id))
+            })?;
+            Registered {
+                id: reg.id().to_string(),
+                unit: reg.body.unit.clone(),
+                issuer: reg.body.issuer.to_string(),
+                at_ms: reg.body.at_ms,
+            }
+        };
+        announce(shared);
+        Ok(reg)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(registered)))
 }
 
 // ----- handlers: admin -----

@@ -12,7 +12,8 @@ use linli_crdt_model::attest::{
 };
 use linli_crdt_model::audit::{self, Audit, Problem};
 use linli_crdt_model::cert::{
-    CertBody, Certificate, RecordError, RecordId, Revocation, RevocationBody, Role,
+    CertBody, Certificate, RecordError, RecordId, Registration, RegistrationBody, Revocation,
+    RevocationBody, Role, TrustRecord,
 };
 use linli_crdt_model::doc::{self, DocId, Header, HeaderError, SCHEMA_VERSION, Scope};
 use linli_crdt_model::document::{
@@ -65,6 +66,8 @@ pub enum Error {
         "node key {key} has no node certificate for unit {unit}; import one with `linli cert import`"
     )]
     NotCertified { key: PublicKey, unit: UnitId },
+    #[error("unit {0} is not registered; register it first with `linli unit register`")]
+    Unregistered(UnitId),
     #[error("no document {0}")]
     UnknownDoc(String),
     #[error("document id {0:?} is not a 64-hex-digit id or a unique prefix of one")]
@@ -261,6 +264,11 @@ impl Engine {
             changed: BTreeSet::new(),
             metrics: Metrics::default(),
         };
+        // All three kinds before anything is judged by them: trust derives its verdicts from the
+        // whole set, whatever order the records come in.
+        engine
+            .trust
+            .insert_registrations(engine.store.registrations()?)?;
         engine
             .trust
             .insert_certificates(engine.store.certificates()?)?;
@@ -289,6 +297,7 @@ impl Engine {
             engine.docs.insert(id, doc);
         }
         engine.refresh_trust_from_directory();
+        engine.refresh_trust_from_ledgers();
         engine.unit = engine.node_unit()?;
         engine.ensure_own_documents()?;
         engine.publish_to_directory()?;
@@ -296,22 +305,22 @@ impl Engine {
         Ok(engine)
     }
 
-    /// The unit of this node's certificate, which must match the configuration.
+    /// The unit of this node's certificate, which must match the configuration, as the
+    /// registered tree names it.
     fn node_unit(&self) -> Result<Unit, Error> {
         let key = self.keys.node().public();
+        let unit = &self.config.unit;
+        let certified = self.trust.certificates_of(&key).into_iter().any(|(id, c)| {
+            self.trust.is_chain_valid(&id) && c.body.role == Role::Node && &c.body.unit == unit
+        });
+        let root = self.genesis().is_root(&key) && &self.genesis().top.id == unit;
         self.trust
-            .certificates_of(&key)
-            .into_iter()
-            .filter(|(id, c)| self.trust.is_chain_valid(id) && c.body.role == Role::Node)
-            .map(|(_, c)| c.body.unit.clone())
-            .find(|u| u.id == self.config.unit)
-            .or_else(|| {
-                (self.genesis().is_root(&key) && self.genesis().top.id == self.config.unit)
-                    .then(|| self.genesis().top.clone())
-            })
+            .unit(unit)
+            .filter(|_| certified || root)
+            .cloned()
             .ok_or(Error::NotCertified {
                 key,
-                unit: self.config.unit.clone(),
+                unit: unit.clone(),
             })
     }
 
@@ -399,6 +408,10 @@ impl Engine {
 
     pub fn node_key(&self) -> &SecretKey {
         self.keys.node()
+    }
+
+    pub fn limits(&self) -> &document::Limits {
+        &self.limits
     }
 
     pub fn wire_limits(&self) -> &wire::Limits {
@@ -784,6 +797,12 @@ impl Engine {
             let heads: Vec<[u8; 32]> = doc.heads().iter().map(|h| h.0).collect();
             (heads, doc.header().header.unit.clone(), Vec::new())
         };
+        let targets = match (&subject, statement) {
+            (Some(rid), Statement::Reviewed | Statement::Approved | Statement::Rejected) => {
+                self.request_targets(id, rid)
+            }
+            _ => Vec::new(),
+        };
         let target = if statement == Statement::Checkpoint {
             self.own_doc(Kind::Ledger)
                 .ok_or_else(|| Error::Invalid("this node has no ledger".to_owned()))?
@@ -799,6 +818,7 @@ impl Engine {
                 doc_unit,
                 heads,
                 subject,
+                targets,
                 at_ms: now,
                 note,
                 checkpoint,
@@ -808,6 +828,26 @@ impl Engine {
         att.check(&self.trust)
             .map_err(|e| Error::Invalid(e.to_string()))?;
         self.record_attestation(att, person)
+    }
+
+    /// The units a request in task list `doc` targets, as it names them (unparsable ones
+    /// dropped: they could never admit anything).
+    fn request_targets(&self, doc: &DocId, request: &str) -> Vec<UnitId> {
+        let Some(d) = self.docs.get(doc).filter(|d| d.kind() == Kind::TaskList) else {
+            return Vec::new();
+        };
+        let Ok(list) = kinds::tasks::hydrate(d.read()) else {
+            return Vec::new();
+        };
+        list.requests
+            .get(request)
+            .map(|r| {
+                r.target_units
+                    .iter()
+                    .filter_map(|t| UnitId::new(t).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn record_attestation(
@@ -861,7 +901,7 @@ impl Engine {
     pub fn compare_checkpoint(&mut self) -> Result<(String, Vec<CheckpointRow>), Error> {
         let (cid, cp) = self
             .attestations
-            .latest_checkpoint(&self.trust)
+            .latest_checkpoint(&self.trust, now_ms(), self.limits.clock_skew_ms_max)
             .map(|(id, a)| (id, a.clone()))
             .ok_or_else(|| Error::Invalid("no checkpoint has reached this node yet".to_owned()))?;
         let mut rows = Vec::new();
@@ -929,12 +969,42 @@ impl Engine {
             problems.extend(doc.verify(trust, index));
         }
         problems.extend(audit::verify_attestations(trust, index));
+        for c in trust.conflicts() {
+            let losers = c
+                .losers
+                .iter()
+                .map(|id| {
+                    let u = trust
+                        .registrations()
+                        .find(|(rid, _)| *rid == id)
+                        .map(|(_, r)| {
+                            format!(" ({} {})", r.body.unit.kind.as_str(), r.body.unit.name)
+                        })
+                        .unwrap_or_default();
+                    format!("{id}{u}")
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let won = trust
+                .unit(&c.unit)
+                .map(|u| format!("{} {}", u.kind.as_str(), u.name))
+                .unwrap_or_default();
+            problems.push(Problem {
+                doc: format!("unit {}", c.unit),
+                what: format!(
+                    "registrations disagree: {} ({won}) wins over {losers}",
+                    c.winner
+                ),
+            });
+        }
         problems
     }
 
     // ----- certificates -----
 
-    /// Issue a certificate as `issuer` (a person handle or the node) and record it.
+    /// Issue a certificate as `issuer` (a person handle or the node) and record it: in the store,
+    /// in trust, in this node's ledger (so it reaches every node) and in the directory if this
+    /// node writes it.
     #[allow(
         clippy::too_many_arguments,
         reason = "each argument is one field of the certificate"
@@ -942,12 +1012,15 @@ impl Engine {
     pub fn issue_certificate(
         &mut self,
         subject: PublicKey,
-        unit: Unit,
+        unit: UnitId,
         role: Role,
         holder: String,
         valid_ms: i64,
         person: Option<&str>,
     ) -> Result<Certificate, Error> {
+        if self.trust.unit(&unit).is_none() {
+            return Err(Error::Unregistered(unit));
+        }
         let now = now_ms();
         let issuer = self.keys.signer(person)?.clone();
         let cert = Certificate::issue(
@@ -973,13 +1046,72 @@ impl Engine {
                     key: issuer.public(),
                     roles: format!(
                         "not an administrator of {} or a unit above it",
-                        cert.body.unit.id
+                        cert.body.unit
                     ),
                 },
             )));
         }
-        self.import_certificates(vec![cert.clone()])?;
+        self.record_trust(TrustRecord::Certificate(cert.clone()))?;
         Ok(cert)
+    }
+
+    /// Register a unit below the top, signed by `person` (or the node): an admin of its parent
+    /// or a unit above it. Refused before anything is stored if it would not hold.
+    pub fn register_unit(
+        &mut self,
+        unit: Unit,
+        person: Option<&str>,
+    ) -> Result<Registration, Error> {
+        let signer = self.keys.signer(person)?.clone();
+        let at_ms = now_ms();
+        let reg = Registration::issue(
+            RegistrationBody {
+                network: self.trust.network(),
+                unit: unit.clone(),
+                issuer: signer.public(),
+                at_ms,
+            },
+            &signer,
+        );
+        reg.check(&self.trust.network())?;
+        let mut probe = self.trust.clone();
+        probe.insert_registrations([reg.clone()])?;
+        if probe.unit(&unit.id) != Some(&unit) {
+            let parent = unit.id.parent().expect("checked: not the top unit");
+            let why = match self.trust.unit(&parent) {
+                None => format!("its parent {parent} is not registered; register the parent first"),
+                Some(p) if unit.kind.parent_kind() != Some(p.kind) => format!(
+                    "a {} belongs under a {}, but {parent} is a {}",
+                    unit.kind.as_str(),
+                    unit.kind
+                        .parent_kind()
+                        .map_or("nothing (it is the top)", |k| k.as_str()),
+                    p.kind.as_str()
+                ),
+                Some(_)
+                    if self
+                        .trust
+                        .authorize(&signer.public(), at_ms, |u, role| {
+                            role == Role::Admin && u.id.is_at_or_above(&parent)
+                        })
+                        .is_err() =>
+                {
+                    format!(
+                        "key {} is not an administrator of {parent} or a unit above it",
+                        signer.public()
+                    )
+                }
+                Some(_) => "a newer registration of it is already in force".to_owned(),
+            };
+            return Err(Error::Invalid(format!(
+                "cannot register {} ({} {}): {why}",
+                unit.id,
+                unit.kind.as_str(),
+                unit.name
+            )));
+        }
+        self.record_trust(TrustRecord::Registration(reg.clone()))?;
+        Ok(reg)
     }
 
     /// The public key a person (or the node, for `None`) signs with.
@@ -993,72 +1125,188 @@ impl Engine {
         for c in &certs {
             self.store.put_certificate(c)?;
         }
-        if let Some(dir) = self.directory_id() {
-            let fresh: Vec<&Certificate> = certs.iter().filter(|c| ids.contains(&c.id())).collect();
-            if !fresh.is_empty() && self.can_write(&dir) {
-                let signer = self.keys.node().clone();
-                self.edit_local(&dir, &signer, "certificates", now_ms(), |tx| {
-                    for c in &fresh {
-                        kinds::directory::put_certificate(tx, &c.id().to_string(), &c.encode())?;
-                        kinds::directory::put_unit(
-                            tx,
-                            c.body.unit.id.as_str(),
-                            &unit_entry(&c.body.unit),
-                        )
-                        .or_else(|e| match e {
-                            // A unit whose parent is not listed yet is still certified; the
-                            // directory's unit list catches up when its parent is added.
-                            kinds::EditError::Invalid { .. } => Ok(()),
-                            other => Err(other),
-                        })?;
-                    }
-                    Ok(())
-                })?;
-            }
-        }
+        self.publish_to_directory()?;
         Ok(ids)
     }
 
+    /// Add registrations to trust and store, and to the directory if this node holds it.
+    pub fn import_registrations(
+        &mut self,
+        regs: Vec<Registration>,
+    ) -> Result<Vec<RecordId>, Error> {
+        let ids = self.trust.insert_registrations(regs.clone())?;
+        for r in &regs {
+            self.store.put_registration(r)?;
+        }
+        self.publish_to_directory()?;
+        Ok(ids)
+    }
+
+    /// Revoke `key` over `unit` (default: the unit of the issuer's admin certificate, the top
+    /// for a root key) from `cutoff_ms` (default: now). `keep_issued` keeps the certificates
+    /// the key issued (a job transfer); without it they end at the cutoff too (a lost key).
+    /// Refused if it would not take effect.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "each argument is one field of the revocation"
+    )]
     pub fn revoke(
         &mut self,
         key: PublicKey,
+        unit: Option<UnitId>,
+        cutoff_ms: Option<i64>,
+        keep_issued: bool,
         reason: String,
         person: Option<&str>,
     ) -> Result<Revocation, Error> {
         let now = now_ms();
         let issuer = self.keys.signer(person)?.clone();
-        // Keep every change of the key this node has seen: they were made with authority.
-        let mut keep = Vec::new();
-        for doc in self.docs.values() {
-            keep.extend(doc.signatures().filter(|s| s.author == key).map(|s| s.hash));
+        let unit = match unit {
+            Some(u) => u,
+            None => self
+                .admin_unit_of(&issuer.public(), &key, now)
+                .ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "key {} holds no administrator certificate in force; name the unit to \
+                     revoke over with --unit",
+                        issuer.public()
+                    ))
+                })?,
+        };
+        if self.trust.unit(&unit).is_none() {
+            return Err(Error::Unregistered(unit));
         }
-        keep.sort();
+        let cutoff_ms = cutoff_ms.unwrap_or(now);
+        if cutoff_ms > now {
+            return Err(Error::Invalid(format!(
+                "the cutoff ({cutoff_ms}) lies in the future; a revocation takes effect from a \
+                 time up to now"
+            )));
+        }
+        if self.genesis().is_root(&key) {
+            return Err(Error::Invalid(format!(
+                "key {key} is a root key of the genesis and cannot be revoked"
+            )));
+        }
+        let reaches = self
+            .trust
+            .certificates_of(&key)
+            .iter()
+            .any(|(_, c)| unit.is_at_or_above(&c.body.unit) && c.body.issued_at_ms <= now);
+        if !reaches {
+            return Err(Error::Invalid(format!(
+                "key {key} has no certificate for {unit} or a unit below it; nothing to revoke"
+            )));
+        }
         let rev = Revocation::issue(
             RevocationBody {
                 network: self.trust.network(),
                 key,
                 issuer: issuer.public(),
+                unit: unit.clone(),
                 at_ms: now,
+                cutoff_ms,
                 reason,
-                keep_changes: keep,
-                keep_certificates: Vec::new(),
+                keep_issued,
             },
             &issuer,
         );
-        self.trust.insert_revocations([rev.clone()])?;
-        self.store.put_revocation(&rev)?;
-        if let Some(dir) = self.directory_id().filter(|d| self.can_write(d)) {
-            let signer = self.keys.node().clone();
-            self.edit_local(&dir, &signer, "revocation", now_ms(), |tx| {
-                kinds::directory::put_revocation(tx, &rev.id().to_string(), &rev.encode())
-            })?;
+        let mut probe = self.trust.clone();
+        probe.insert_revocations([rev.clone()])?;
+        if !probe.is_effective(&rev.id()) {
+            return Err(Error::Invalid(format!(
+                "the revocation would not take effect: key {} is not an administrator of {unit} \
+                 or a unit above it now",
+                issuer.public()
+            )));
         }
+        self.record_trust(TrustRecord::Revocation(rev.clone()))?;
         Ok(rev)
     }
 
-    /// Put every certificate and revocation this node knows, and their units, into the
-    /// directory if it holds it and they are missing (the top node's own certificate is issued
-    /// before the directory exists).
+    /// The unit an admin revokes over by default: that of its administrator certificate in
+    /// force now, preferring one over a certificate of `key`, then the highest.
+    fn admin_unit_of(&self, admin: &PublicKey, key: &PublicKey, now: i64) -> Option<UnitId> {
+        if self.genesis().is_root(admin) {
+            return Some(self.genesis().top.id.clone());
+        }
+        let theirs: Vec<UnitId> = self
+            .trust
+            .certificates_of(key)
+            .into_iter()
+            .map(|(_, c)| c.body.unit.clone())
+            .collect();
+        self.trust
+            .certificates_of(admin)
+            .into_iter()
+            .filter(|(id, c)| c.body.role == Role::Admin && self.trust.in_force(id, now))
+            .map(|(_, c)| c.body.unit.clone())
+            .min_by_key(|u| {
+                let covers = theirs.iter().any(|t| u.is_at_or_above(t));
+                (!covers, u.depth(), u.clone())
+            })
+    }
+
+    /// Record a trust record made here: trust and store first, then this node's ledger (which
+    /// every node that may hold it syncs, so it reaches them), then the directory if this node
+    /// writes it.
+    fn record_trust(&mut self, rec: TrustRecord) -> Result<(), Error> {
+        self.learn_trust(std::slice::from_ref(&rec))?;
+        let ledger = self
+            .own_doc(Kind::Ledger)
+            .ok_or_else(|| Error::Invalid("this node has no ledger".to_owned()))?;
+        let (rid, bytes) = (rec.id().to_string(), rec.encode());
+        let signer = self.keys.node().clone();
+        self.edit_local(&ledger, &signer, rec.what(), now_ms(), |tx| {
+            kinds::ledger::put_trust_record(tx, &rid, &bytes)
+        })?;
+        self.publish_to_directory()?;
+        Ok(())
+    }
+
+    /// Add checked trust records to trust, and the new ones to the store. A store failure is
+    /// logged, not fatal: the record is still in the document that carried it. Returns whether
+    /// anything was new.
+    fn learn_trust(&mut self, records: &[TrustRecord]) -> Result<bool, RecordError> {
+        let mut regs = Vec::new();
+        let mut certs = Vec::new();
+        let mut revs = Vec::new();
+        for r in records {
+            match r {
+                TrustRecord::Registration(x) => regs.push(x.clone()),
+                TrustRecord::Certificate(x) => certs.push(x.clone()),
+                TrustRecord::Revocation(x) => revs.push(x.clone()),
+            }
+        }
+        let mut new = false;
+        let ids = self.trust.insert_registrations(regs.clone())?;
+        for r in regs.iter().filter(|r| ids.contains(&r.id())) {
+            new = true;
+            if let Err(e) = self.store.put_registration(r) {
+                tracing::warn!(error = %e, registration = %r.id(), "could not store a registration");
+            }
+        }
+        let ids = self.trust.insert_certificates(certs.clone())?;
+        for c in certs.iter().filter(|c| ids.contains(&c.id())) {
+            new = true;
+            if let Err(e) = self.store.put_certificate(c) {
+                tracing::warn!(error = %e, certificate = %c.id(), "could not store a certificate");
+            }
+        }
+        let ids = self.trust.insert_revocations(revs.clone())?;
+        for r in revs.iter().filter(|r| ids.contains(&r.id())) {
+            new = true;
+            if let Err(e) = self.store.put_revocation(r) {
+                tracing::warn!(error = %e, revocation = %r.id(), "could not store a revocation");
+            }
+        }
+        Ok(new)
+    }
+
+    /// Put every registration, certificate and revocation this node knows, and the registered
+    /// unit tree, into the directory if this node writes it and they are missing (the top
+    /// node's own certificate is issued before the directory exists; records made at other
+    /// units arrive in their ledgers).
     fn publish_to_directory(&mut self) -> Result<(), Error> {
         let Some(dir) = self.directory_id().filter(|d| self.can_write(d)) else {
             return Ok(());
@@ -1066,6 +1314,12 @@ impl Engine {
         let Ok(current) = kinds::directory::hydrate(self.docs[&dir].read()) else {
             return Ok(());
         };
+        let regs: Vec<Registration> = self
+            .trust
+            .registrations()
+            .filter(|(id, _)| !current.registrations.contains_key(&id.to_string()))
+            .map(|(_, r)| r.clone())
+            .collect();
         let certs: Vec<Certificate> = self
             .trust
             .certificates()
@@ -1078,23 +1332,27 @@ impl Engine {
             .filter(|(id, _)| !current.revocations.contains_key(&id.to_string()))
             .map(|(_, r)| r.clone())
             .collect();
-        let mut units: Vec<Unit> = vec![self.genesis().top.clone()];
-        units.extend(certs.iter().map(|c| c.body.unit.clone()));
-        units.sort_by(|a, b| a.id.cmp(&b.id));
-        units.dedup_by(|a, b| a.id == b.id);
-        units.retain(|u| !current.units.contains_key(u.id.as_str()));
-        if certs.is_empty() && revs.is_empty() && units.is_empty() {
+        // The display map follows the registered tree, in id order: parents before children.
+        let units: Vec<(String, kinds::directory::UnitEntry)> = self
+            .trust
+            .units()
+            .map(|u| (u.id.to_string(), kinds::directory::UnitEntry::from(u)))
+            .filter(|(id, e)| current.units.get(id) != Some(e))
+            .collect();
+        if regs.is_empty() && certs.is_empty() && revs.is_empty() && units.is_empty() {
             return Ok(());
         }
         let signer = self.keys.node().clone();
         self.edit_local(&dir, &signer, "directory", now_ms(), |tx| {
-            // Sorted by id, so parents come before children: the directory refuses a unit whose
-            // parent is missing, and such a unit is still certified.
-            for u in &units {
-                match kinds::directory::put_unit(tx, u.id.as_str(), &unit_entry(u)) {
+            for (id, e) in &units {
+                match kinds::directory::put_unit(tx, id, e) {
+                    // The display map is a convenience; the registrations are the record.
                     Ok(()) | Err(kinds::EditError::Invalid { .. }) => {}
                     Err(e) => return Err(e),
                 }
+            }
+            for r in &regs {
+                kinds::directory::put_registration(tx, &r.id().to_string(), &r.encode())?;
             }
             for c in &certs {
                 kinds::directory::put_certificate(tx, &c.id().to_string(), &c.encode())?;
@@ -1113,41 +1371,83 @@ impl Engine {
         };
         let h = &doc.header().header;
         self.trust
-            .authorize(&self.keys.node().public(), now_ms(), None, |u, role| {
+            .authorize(&self.keys.node().public(), now_ms(), |u, role| {
                 doc::may_write(h.kind, &h.unit, &u.id, role)
             })
             .is_ok()
     }
 
-    /// Pull certificates and revocations out of the directory into trust.
-    fn refresh_trust_from_directory(&mut self) {
+    /// Pull registrations, certificates and revocations out of the directory into trust.
+    /// Returns whether anything was new.
+    fn refresh_trust_from_directory(&mut self) -> bool {
         let Some(dir) = self.directory_id() else {
-            return;
+            return false;
         };
         let Ok(d) = kinds::directory::hydrate(self.docs[&dir].read()) else {
-            return;
+            return false;
         };
         let network = self.trust.network();
-        let certs: Vec<Certificate> = d
-            .certificates
+        let mut records: Vec<TrustRecord> = Vec::new();
+        records.extend(
+            d.registrations
+                .values()
+                .filter_map(|b| Registration::decode(b, &network).ok())
+                .map(TrustRecord::Registration),
+        );
+        records.extend(
+            d.certificates
+                .values()
+                .filter_map(|b| Certificate::decode(b, &network).ok())
+                .map(TrustRecord::Certificate),
+        );
+        records.extend(
+            d.revocations
+                .values()
+                .filter_map(|b| Revocation::decode(b, &network).ok())
+                .map(TrustRecord::Revocation),
+        );
+        self.learn_from(records, "the directory")
+    }
+
+    /// Pull the trust records of one ledger into trust. Returns whether anything was new.
+    fn refresh_trust_from_ledger(&mut self, ledger: &DocId) -> bool {
+        let Ok(l) = kinds::ledger::hydrate(self.docs[ledger].read()) else {
+            return false;
+        };
+        let network = self.trust.network();
+        let records: Vec<TrustRecord> = l
+            .trust
             .values()
-            .filter_map(|b| Certificate::decode(b, &network).ok())
+            .filter_map(|b| TrustRecord::decode(b, &network).ok())
             .collect();
-        let revs: Vec<Revocation> = d
-            .revocations
-            .values()
-            .filter_map(|b| Revocation::decode(b, &network).ok())
+        self.learn_from(records, "a ledger")
+    }
+
+    /// Pull the trust records of every ledger held into trust.
+    fn refresh_trust_from_ledgers(&mut self) -> bool {
+        let ledgers: Vec<DocId> = self
+            .docs
+            .iter()
+            .filter(|(_, d)| d.kind() == Kind::Ledger)
+            .map(|(id, _)| *id)
             .collect();
-        let known: HashSet<RecordId> = self.trust.certificates().map(|(id, _)| *id).collect();
-        for c in certs.iter().filter(|c| !known.contains(&c.id())) {
-            let _ = self.store.put_certificate(c);
+        let mut new = false;
+        for id in ledgers {
+            new |= self.refresh_trust_from_ledger(&id);
         }
-        let _ = self.trust.insert_certificates(certs);
-        let known: HashSet<RecordId> = self.trust.revocations().map(|(id, _)| *id).collect();
-        for r in revs.iter().filter(|r| !known.contains(&r.id())) {
-            let _ = self.store.put_revocation(r);
+        new
+    }
+
+    fn learn_from(&mut self, records: Vec<TrustRecord>, source: &str) -> bool {
+        // Each decoded record passed its checks, so only a record error in trust itself (none
+        // is expected) could refuse the batch; it is logged.
+        match self.learn_trust(&records) {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::warn!(error = %e, source, "could not take trust records");
+                false
+            }
         }
-        let _ = self.trust.insert_revocations(revs);
     }
 
     fn refresh_attestations_from(&mut self, ledger: &DocId) {
@@ -1168,8 +1468,17 @@ impl Engine {
     /// Housekeeping after a document changed: trust, approvals, and admission of approved work.
     fn after_change(&mut self, id: &DocId) {
         match self.docs.get(id).map(|d| d.kind()) {
-            Some(Kind::Directory) => self.refresh_trust_from_directory(),
+            Some(Kind::Directory) => {
+                self.refresh_trust_from_directory();
+            }
             Some(Kind::Ledger) => {
+                // A street's revocation or a new community's registration travels in the
+                // issuer's ledger; the top node copies what it learns into the directory.
+                if self.refresh_trust_from_ledger(id)
+                    && let Err(e) = self.publish_to_directory()
+                {
+                    tracing::warn!(error = %e, "could not publish trust records to the directory");
+                }
                 self.refresh_attestations_from(id);
                 self.admit_approved();
             }
@@ -1222,6 +1531,7 @@ impl Engine {
                         .filter(|(_, a, g)| {
                             a.body.statement == s
                                 && a.body.subject.as_deref() == Some(rid.as_str())
+                                && a.body.targets.contains(&self.unit.id)
                                 && g.unit_kind == UnitKind::District
                         })
                         .map(|(id, _, _)| id.to_string())
@@ -1267,11 +1577,13 @@ impl Engine {
 
     /// Our hello to a peer.
     pub fn hello(&self) -> Hello {
+        let chain = self.trust.chain_of(&self.keys.node().public());
         Hello {
             network: self.trust.network(),
             protocol_version: PROTOCOL_VERSION,
             unit: self.unit.id.clone(),
-            chain: self.trust.chain_of(&self.keys.node().public()),
+            registrations: self.trust.registrations_for(&chain),
+            chain,
         }
     }
 
@@ -1294,16 +1606,20 @@ impl Engine {
                 hello.protocol_version
             )));
         }
-        self.trust.insert_certificates(hello.chain.clone())?;
-        for c in &hello.chain {
-            let _ = self.store.put_certificate(c);
-        }
+        let records: Vec<TrustRecord> = hello
+            .registrations
+            .iter()
+            .cloned()
+            .map(TrustRecord::Registration)
+            .chain(hello.chain.iter().cloned().map(TrustRecord::Certificate))
+            .collect();
+        self.learn_trust(&records)?;
         if self.genesis().is_root(peer_key) && hello.unit == self.genesis().top.id {
             return Ok(self.genesis().top.clone());
         }
         let grant = self
             .trust
-            .authorize(peer_key, now_ms(), None, |u, role| {
+            .authorize(peer_key, now_ms(), |u, role| {
                 role == Role::Node && u.id == hello.unit
             })
             .map_err(|d| {
@@ -1314,10 +1630,8 @@ impl Engine {
             })?;
         let unit = self
             .trust
-            .certificates_of(peer_key)
-            .into_iter()
-            .find(|(id, _)| Some(*id) == grant.certificate)
-            .map(|(_, c)| c.body.unit.clone())
+            .unit(&grant.unit)
+            .cloned()
             .unwrap_or_else(|| Unit {
                 id: grant.unit.clone(),
                 kind: grant.unit_kind,
@@ -1416,6 +1730,7 @@ impl Engine {
             // yet when the document was relayed by a node in between.
             certificates.extend(self.chain_for(peer, &h.header.creator));
         }
+        let registrations = self.registrations_for(peer, &certificates);
         let attestations = if kind == Kind::TaskList {
             self.admission_attestations(id)
         } else {
@@ -1428,6 +1743,7 @@ impl Engine {
             message: Some(out.message),
             signatures: out.signatures,
             certificates,
+            registrations,
             attestations,
         })
     }
@@ -1438,6 +1754,19 @@ impl Engine {
             .chain_of(key)
             .into_iter()
             .filter(|c| sent.insert(c.id()))
+            .collect()
+    }
+
+    /// The registrations that place `certs` in the unit tree, those not yet sent to `peer`.
+    fn registrations_for(&mut self, peer: &str, certs: &[Certificate]) -> Vec<Registration> {
+        if certs.is_empty() {
+            return Vec::new();
+        }
+        let sent = self.sent_certs.entry(peer.to_owned()).or_default();
+        self.trust
+            .registrations_for(certs)
+            .into_iter()
+            .filter(|r| sent.insert(r.id()))
             .collect()
     }
 
@@ -1486,11 +1815,20 @@ impl Engine {
     ) -> Result<Option<SyncMessage>, SyncRefused> {
         let now = now_ms();
         let id = msg.doc;
-        if !msg.certificates.is_empty() {
-            self.trust.insert_certificates(msg.certificates.clone())?;
-            for c in &msg.certificates {
-                let _ = self.store.put_certificate(c);
-            }
+        if !msg.certificates.is_empty() || !msg.registrations.is_empty() {
+            let records: Vec<TrustRecord> = msg
+                .registrations
+                .iter()
+                .cloned()
+                .map(TrustRecord::Registration)
+                .chain(
+                    msg.certificates
+                        .iter()
+                        .cloned()
+                        .map(TrustRecord::Certificate),
+                )
+                .collect();
+            self.learn_trust(&records)?;
         }
         let network = self.trust.network();
         for att in &msg.attestations {
@@ -1514,7 +1852,7 @@ impl Engine {
                     me: self.unit.id.clone(),
                 });
             }
-            header.check(&self.trust)?;
+            header.check(&self.trust, now, self.limits.clock_skew_ms_max)?;
             self.store
                 .put_header(&header)
                 .map_err(|e| SyncRefused::Storage(e.to_string()))?;
@@ -1632,20 +1970,6 @@ pub fn persist_applied(
         }
     }
     Ok(done.n_incremental)
-}
-
-fn unit_entry(u: &Unit) -> kinds::directory::UnitEntry {
-    let kind = match u.kind {
-        UnitKind::District => kinds::directory::UnitKind::District,
-        UnitKind::Street => kinds::directory::UnitKind::Street,
-        UnitKind::Community => kinds::directory::UnitKind::Community,
-        UnitKind::Grid => kinds::directory::UnitKind::Grid,
-    };
-    kinds::directory::UnitEntry {
-        name: u.name.clone(),
-        kind,
-        parent: u.id.parent().map(|p| p.to_string()),
-    }
 }
 
 pub fn read_genesis(path: &Path) -> Result<Genesis, Error> {

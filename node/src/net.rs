@@ -647,6 +647,7 @@ impl Net {
                             message: None,
                             signatures: Default::default(),
                             certificates: Vec::new(),
+                            registrations: Vec::new(),
                             attestations: Vec::new(),
                         }))),
                         Err(e) => {

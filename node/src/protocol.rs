@@ -1,20 +1,21 @@
-//! The wire protocol between nodes: `/linli/sync/2`, request-response over libp2p, CBOR-framed
+//! The wire protocol between nodes: `/linli/sync/3`, request-response over libp2p, CBOR-framed
 //! with size limits on both directions.
 //!
 //! 1. **Hello** first, both ways: network id, protocol version, the node's unit and certificate
-//!    chain. A peer of another network, or whose libp2p key is not a certified node key, is
+//!    chain, with the registrations that place those certificates in the unit tree. A peer of another network, or whose libp2p key is not a certified node key, is
 //!    refused with the reason and disconnected.
 //! 2. **Inventory**: the documents the receiver may hold, with their heads. Sent after hello and
 //!    every anti-entropy interval; it tells each side which documents need a sync session.
 //! 3. **Sync**: one Automerge sync message about one document, with the signatures of the changes
-//!    it carries, the certificates that prove their authors and — for task lists — the
+//!    it carries, the certificates that prove their authors (and the registrations of the units
+//!    those name) and — for task lists — the
 //!    attestations their admitted tasks rely on. The reply is the receiver's next message.
 //!
 //! Gossipsub (topic `linli/<network>/heads`) carries [`Announce`]: new heads of a document, so a
 //! change made at a community reaches its street and district without waiting for anti-entropy.
 
 use linli_crdt_model::attest::Attestation;
-use linli_crdt_model::cert::Certificate;
+use linli_crdt_model::cert::{Certificate, Registration};
 use linli_crdt_model::doc::{DocId, SignedHeader};
 use linli_crdt_model::genesis::NetworkId;
 use linli_crdt_model::sync::Signatures;
@@ -23,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 /// Request-response protocol name; the version is in the name so old and new nodes do not
 /// misread each other.
-pub const PROTOCOL: &str = "/linli/sync/2";
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL: &str = "/linli/sync/3";
+pub const PROTOCOL_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {
@@ -52,6 +53,9 @@ pub struct Hello {
     pub unit: UnitId,
     /// The node key's certificate and those above it.
     pub chain: Vec<Certificate>,
+    /// The registrations of the units `chain` names and the units above them.
+    #[serde(default)]
+    pub registrations: Vec<Registration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +81,9 @@ pub struct SyncMessage {
     /// Packed: in the order of the carried changes' hashes, authors by index (version 2).
     pub signatures: Signatures,
     pub certificates: Vec<Certificate>,
+    /// The registrations of the units `certificates` name and the units above them.
+    #[serde(default)]
+    pub registrations: Vec<Registration>,
     pub attestations: Vec<Attestation>,
 }
 

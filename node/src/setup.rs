@@ -1,13 +1,13 @@
 //! Creating data directories: a new network (`linli init`), a node joining one (`linli join`),
-//! people's keys, and certificates imported before a node first runs. Used by the CLI, the
+//! people's keys, and the registrations and certificates imported before a node first runs. Used by the CLI, the
 //! testnet generator and the tests, so there is one way to lay out a data directory.
 
 use std::path::Path;
 
-use linli_crdt_model::cert::{CertBody, Certificate, Role};
+use linli_crdt_model::cert::{CertBody, Certificate, Registration, RegistrationBody, Role};
 use linli_crdt_model::genesis::Genesis;
 use linli_crdt_model::keys::{PublicKey, SecretKey};
-use linli_crdt_model::unit::Unit;
+use linli_crdt_model::unit::{Unit, UnitId};
 
 use crate::config::{Config, Layout};
 use crate::engine::{self, Error};
@@ -74,13 +74,13 @@ pub fn init_network(
         &genesis,
         &root,
         node.public(),
-        top,
+        top.id,
         Role::Node,
         "节点".to_owned(),
         now_ms,
         YEAR_MS * 10,
     );
-    import_offline(dir, &genesis, &[cert])?;
+    import_offline(dir, &genesis, &[], &[cert])?;
     Ok(Initialized {
         genesis,
         root: root.public(),
@@ -128,7 +128,7 @@ pub fn certify(
     genesis: &Genesis,
     issuer: &SecretKey,
     subject: PublicKey,
-    unit: Unit,
+    unit: UnitId,
     role: Role,
     holder: String,
     now_ms: i64,
@@ -149,11 +149,34 @@ pub fn certify(
     )
 }
 
-/// Put certificates into the store of a node that is not running (its first certificate, or
-/// a renewal brought on a USB stick). Each is signature-checked first.
-pub fn import_offline(dir: &Path, genesis: &Genesis, certs: &[Certificate]) -> Result<(), Error> {
+/// Write a registration of `unit` (below the top) signed by `issuer`: a root key or an admin of
+/// its parent or above, whose certificate was issued by `at_ms`.
+pub fn register(genesis: &Genesis, issuer: &SecretKey, unit: Unit, at_ms: i64) -> Registration {
+    Registration::issue(
+        RegistrationBody {
+            network: genesis.network_id(),
+            unit,
+            issuer: issuer.public(),
+            at_ms,
+        },
+        issuer,
+    )
+}
+
+/// Put registrations and certificates into the store of a node that is not running (its first
+/// certificate, or a renewal brought on a USB stick). Each is signature-checked first.
+pub fn import_offline(
+    dir: &Path,
+    genesis: &Genesis,
+    registrations: &[Registration],
+    certs: &[Certificate],
+) -> Result<(), Error> {
     let network = genesis.network_id();
     let store = Store::open(&Layout::new(dir).store(), network)?;
+    for r in registrations {
+        r.check(&network)?;
+        store.put_registration(r)?;
+    }
     for c in certs {
         c.check(&network)?;
         store.put_certificate(c)?;
@@ -201,9 +224,10 @@ pub struct Provisioned {
 /// Provision a whole hierarchy under `root_dir`, one data directory per unit (named by the unit
 /// id with `/` replaced by `.`). The first unit is the top. Every unit gets a node key and an
 /// administrator (`admin`) certified by the administrator of the unit above (the root key for
-/// the top unit, kept as person `root` there); nodes and people are certified by their unit's
-/// administrator — the chain a real network builds with `linli cert issue`. Every store starts
-/// with every certificate, as the directory would give it.
+/// the top unit, kept as person `root` there), which also registers the unit (the top unit
+/// comes from the genesis); nodes and people are certified by their unit's administrator — the
+/// chain a real network builds with `linli unit register` and `linli cert issue`. Every store
+/// starts with every registration and certificate, as the directory would give it.
 pub fn provision(
     root_dir: &Path,
     network_name: &str,
@@ -226,6 +250,7 @@ pub fn provision(
         .map_err(|e| Error::Invalid(e.to_string()))?;
     let mut admins: std::collections::HashMap<String, SecretKey> = std::collections::HashMap::new();
     let mut certs = Vec::new();
+    let mut registrations = Vec::new();
     let mut nodes = Vec::new();
     for plan in units {
         let u = &plan.unit;
@@ -240,11 +265,15 @@ pub fn provision(
         };
         let admin = keystore::generate_key();
         let node = keystore::generate_key();
+        if u.id.parent().is_some() {
+            // Dated with the certificates: the issuer's own certificate is in force from then.
+            registrations.push(register(&genesis, &issuer, u.clone(), now_ms - 60_000));
+        }
         certs.push(certify(
             &genesis,
             &issuer,
             admin.public(),
-            u.clone(),
+            u.id.clone(),
             Role::Admin,
             format!("{}管理员", u.name),
             now_ms,
@@ -254,7 +283,7 @@ pub fn provision(
             &genesis,
             &admin,
             node.public(),
-            u.clone(),
+            u.id.clone(),
             Role::Node,
             format!("{}节点", u.name),
             now_ms,
@@ -272,7 +301,7 @@ pub fn provision(
                 &genesis,
                 &admin,
                 key.public(),
-                u.clone(),
+                u.id.clone(),
                 person.role,
                 person.holder.clone(),
                 now_ms,
@@ -298,7 +327,7 @@ pub fn provision(
         });
     }
     for n in &nodes {
-        import_offline(&n.dir, &genesis, &certs)?;
+        import_offline(&n.dir, &genesis, &registrations, &certs)?;
     }
     Ok(Provisioned { genesis, nodes })
 }

@@ -4,7 +4,8 @@
 //! bytes in a [sled] database and come back. What it promises (DESIGN.md, Storage):
 //!
 //! - **An acknowledged write is durable.** Every method that stores something the node has
-//!   accepted — headers, changes, compactions, certificates, revocations, attestations — flushes
+//!   accepted — headers, changes, compactions, registrations, certificates, revocations,
+//!   attestations — flushes
 //!   sled's log to disk (fsync) before it returns `Ok`. Sync states are the exception: they are
 //!   an optimisation that a peer can rebuild, so they reach the disk with the next flush (sled's
 //!   background flusher, or any acknowledged write).
@@ -13,7 +14,8 @@
 //!   none. A compaction writes the new snapshot, the signatures of changes that went straight
 //!   into it, and removes the incremental log in one transaction too.
 //! - **A bad directory is an error, never a panic.** A directory sled cannot open, a record that
-//!   does not decode, a store of another network or of a newer format each give a typed
+//!   does not decode, a store of another network, of a newer format or of an older one each
+//!   give a typed
 //!   [`Error`] that names the directory and says what to do.
 //!
 //! Layout: one sled database in the data directory, with these trees (`‖` is concatenation):
@@ -29,7 +31,7 @@
 //!
 //! A pack holds the signatures of the batch logged under the same key, or of the changes a
 //! compaction wrote straight into the snapshot (no log entry then).
-//! | `certificates`, `revocations`, `attestations` | record id | the record's `encode()` |
+//! | `registrations`, `certificates`, `revocations`, `attestations` | record id | the record's `encode()` |
 //! | `sync_states` | peer ‖ 0 ‖ doc id | `automerge::sync::State::encode()` bytes |
 //!
 //! A document's bytes are its snapshot followed by its incremental changes in sequence order,
@@ -51,23 +53,24 @@ use std::path::{Path, PathBuf};
 
 use automerge::ChangeHash;
 use linli_crdt_model::attest::Attestation;
-use linli_crdt_model::cert::{Certificate, RecordId, Revocation};
+use linli_crdt_model::cert::{Certificate, RecordId, Registration, Revocation};
 use linli_crdt_model::doc::{DocId, SignedHeader};
 use linli_crdt_model::document::{ChangeSignature, Document};
 use linli_crdt_model::genesis::NetworkId;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-/// The on-disk format this build writes and reads. Bump it when the layout changes, and teach
-/// [`Store::open`] to migrate the older one.
+/// The on-disk format this build writes and reads. Bump it when the layout changes.
 ///
 /// 2: a log entry may hold several change chunks, and signatures may be packed under a
-/// sequence key. Format 1 is a subset of it (one chunk per entry, one signature per key), so
-/// opening a format-1 store only records the new version, before anything is written in the
-/// new form; a format-1 build then refuses the store as newer instead of misreading it.
-pub const FORMAT_VERSION: u32 = 2;
-/// The oldest format this build opens (and upgrades in place).
-const FORMAT_VERSION_MIN: u32 = 1;
+/// sequence key (format 1 was a subset of it).
+/// 3: the unit tree is signed data: a `registrations` tree, certificates that name a unit by id
+/// only, revocations with a scope and a cutoff. Nothing of a format-2 store means the same in
+/// format 3, so an older store is refused ([`Error::OlderFormat`]), never upgraded: the node is
+/// provisioned again and syncs its documents from its peers.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest format this build opens.
+const FORMAT_VERSION_MIN: u32 = 3;
 
 const META_FORMAT_VERSION: &[u8] = b"format_version";
 const META_NETWORK_ID: &[u8] = b"network_id";
@@ -104,6 +107,18 @@ pub enum Error {
         supported: u32,
     },
     #[error(
+        "store at {} has format version {found}: this store was written before the unit tree \
+         became signed data (format {supported} needs registrations); provision the node again \
+         with `linli init`/`linli join` or `linli testnet` in a fresh data directory (or move \
+         this one aside) and let it sync from its peers",
+        path.display()
+    )]
+    OlderFormat {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error(
         "store at {} is in use by another process; stop the other node using this data \
          directory, or give this one its own",
         path.display()
@@ -121,6 +136,10 @@ pub enum Error {
     #[error("store engine (sled) failed: {0}")]
     Sled(String),
 }
+
+/// How long [`Store::open`] waits for a lock that sled's background threads may still hold
+/// after this process closed the store.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What [`Store::persist_new`] did.
 #[derive(Debug)]
@@ -155,6 +174,7 @@ pub struct Store {
     signatures: sled::Tree,
     certificates: sled::Tree,
     revocations: sled::Tree,
+    registrations: sled::Tree,
     attestations: sled::Tree,
     sync_states: sled::Tree,
 }
@@ -190,16 +210,27 @@ impl Store {
             source,
         })?;
         let config = sled::Config::new().path(dir);
-        // sled 0.34 panics on some malformed files instead of returning an error; a data
-        // directory is outside input, so a panic there is reported as corruption.
-        let db = match panic::catch_unwind(AssertUnwindSafe(|| config.open())) {
-            Ok(Ok(db)) => db,
-            Ok(Err(e)) => return Err(open_error(&path, e)),
-            Err(panic) => {
-                return Err(Error::Corrupt {
-                    path,
-                    detail: format!("sled panicked while opening: {}", panic_message(&panic)),
-                });
+        // A store this process just dropped can stay locked for a moment: sled's background
+        // threads release their handles to the file after the `Db` is gone. Another process
+        // holding it is still reported, after the wait.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            // sled 0.34 panics on some malformed files instead of returning an error; a data
+            // directory is outside input, so a panic there is reported as corruption.
+            match panic::catch_unwind(AssertUnwindSafe(|| config.open())) {
+                Ok(Ok(db)) => break db,
+                Ok(Err(e)) => match open_error(&path, e) {
+                    Error::Locked { .. } if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                    e => return Err(e),
+                },
+                Err(panic) => {
+                    return Err(Error::Corrupt {
+                        path,
+                        detail: format!("sled panicked while opening: {}", panic_message(&panic)),
+                    });
+                }
             }
         };
         let tree = |name: &str| db.open_tree(name).map_err(|e| open_error(&path, e));
@@ -211,6 +242,7 @@ impl Store {
             signatures: tree("signatures")?,
             certificates: tree("certificates")?,
             revocations: tree("revocations")?,
+            registrations: tree("registrations")?,
             attestations: tree("attestations")?,
             sync_states: tree("sync_states")?,
             db,
@@ -265,7 +297,6 @@ impl Store {
                             format!("{} bytes, expected 4", version.len()),
                         )
                     })?;
-                let version_found = found;
                 // Checked before the network: a newer format may keep the network elsewhere.
                 if found > FORMAT_VERSION {
                     return Err(Error::NewerFormat {
@@ -274,12 +305,19 @@ impl Store {
                         supported: FORMAT_VERSION,
                     });
                 }
-                if found < FORMAT_VERSION_MIN {
+                if found == 0 {
                     return Err(self.corrupt(
                         "meta",
                         META_FORMAT_VERSION,
                         format!("version {found} was never written by linli"),
                     ));
+                }
+                if found < FORMAT_VERSION_MIN {
+                    return Err(Error::OlderFormat {
+                        path: self.path.clone(),
+                        found,
+                        supported: FORMAT_VERSION,
+                    });
                 }
                 let network =
                     network.ok_or_else(|| self.corrupt("meta", META_NETWORK_ID, "missing"))?;
@@ -299,13 +337,6 @@ impl Store {
                         found: found.to_string(),
                     });
                 }
-                if version_found < FORMAT_VERSION {
-                    // Every older format this build opens is a subset of the current one.
-                    self.meta
-                        .insert(META_FORMAT_VERSION, &FORMAT_VERSION.to_be_bytes()[..])
-                        .map_err(|e| self.sled(e))?;
-                    self.flush()?;
-                }
                 Ok(())
             }
         }
@@ -319,6 +350,7 @@ impl Store {
             &self.signatures,
             &self.certificates,
             &self.revocations,
+            &self.registrations,
             &self.attestations,
             &self.sync_states,
         ] {
@@ -612,6 +644,11 @@ impl Store {
         self.put_record(&self.revocations, rev.id(), rev.encode())
     }
 
+    /// Store a registration under its id. Durable on return.
+    pub fn put_registration(&self, reg: &Registration) -> Result<(), Error> {
+        self.put_record(&self.registrations, reg.id(), reg.encode())
+    }
+
     /// Store an attestation under its id. Durable on return.
     pub fn put_attestation(&self, att: &Attestation) -> Result<(), Error> {
         self.put_record(&self.attestations, att.id(), att.encode())
@@ -633,6 +670,13 @@ impl Store {
         self.records("revocations", &self.revocations, |bytes| {
             let rev = Revocation::decode(bytes, &self.network).map_err(|e| e.to_string())?;
             Ok((rev.id(), rev))
+        })
+    }
+
+    pub fn registrations(&self) -> Result<Vec<Registration>, Error> {
+        self.records("registrations", &self.registrations, |bytes| {
+            let reg = Registration::decode(bytes, &self.network).map_err(|e| e.to_string())?;
+            Ok((reg.id(), reg))
         })
     }
 
@@ -1026,52 +1070,54 @@ mod tests {
     }
 
     #[test]
-    fn a_format_1_store_opens_upgrades_and_loads() {
-        let dir = tempfile::tempdir().unwrap();
-        let net = Net::new();
-        let (mut doc, _) = net.visit_log().unwrap();
-        add_visit(&net, &mut doc, "v1", T0 + 10);
-        let id = doc.id();
-        {
-            // Write what a format-1 build wrote: one change per log entry, one signature per key.
-            let store = open(dir.path(), &net);
-            store
-                .meta
-                .insert(META_FORMAT_VERSION, &1u32.to_be_bytes())
-                .unwrap();
-            store.put_header(doc.header()).unwrap();
-            for (seq, (bytes, sig)) in changes_after(&mut doc, &[]).into_iter().enumerate() {
+    fn an_older_store_is_refused_with_what_to_do() {
+        for old in [1u32, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let net = Net::new();
+            let (mut doc, _) = net.visit_log().unwrap();
+            {
+                // What a format-1 or format-2 build left behind: its version and a document.
+                let store = open(dir.path(), &net);
                 store
-                    .changes
-                    .insert(change_key(&id, seq as u64), bytes)
+                    .meta
+                    .insert(META_FORMAT_VERSION, &old.to_be_bytes())
                     .unwrap();
+                store.put_header(doc.header()).unwrap();
                 store
-                    .signatures
-                    .insert(key2(&id.0, &sig.hash), postcard::to_allocvec(&sig).unwrap())
+                    .append_changes(&doc.id(), &changes_after(&mut doc, &[]))
                     .unwrap();
+                store.flush().unwrap();
             }
-            store.flush().unwrap();
+            let err = Store::open(dir.path(), net.trust.network()).unwrap_err();
+            match &err {
+                Error::OlderFormat {
+                    path,
+                    found,
+                    supported,
+                } => {
+                    assert_eq!(path, dir.path());
+                    assert_eq!(*found, old);
+                    assert_eq!(*supported, FORMAT_VERSION);
+                }
+                other => panic!("format {old}: expected OlderFormat, got {other:?}"),
+            }
+            let msg = err.to_string();
+            assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+            assert!(msg.contains("unit tree"), "{msg}");
+            assert!(msg.contains("linli init"), "{msg}");
+            assert!(msg.contains("linli testnet"), "{msg}");
+            // Refused, not upgraded: the version on disk is untouched.
+            let store = sled::open(dir.path()).unwrap();
+            assert_eq!(
+                store
+                    .open_tree("meta")
+                    .unwrap()
+                    .get(META_FORMAT_VERSION)
+                    .unwrap()
+                    .as_deref(),
+                Some(&old.to_be_bytes()[..])
+            );
         }
-        let store = open(dir.path(), &net);
-        assert_eq!(
-            store.meta.get(META_FORMAT_VERSION).unwrap().as_deref(),
-            Some(&FORMAT_VERSION.to_be_bytes()[..])
-        );
-        let stored = store.load_doc(&id).unwrap().unwrap();
-        assert_eq!(stored.n_incremental, 3);
-        let mut loaded = load(stored);
-        assert_same(&mut loaded, &mut doc);
-
-        // New records beside the old ones; then a compaction keeps the old signatures.
-        let heads = doc.heads();
-        add_visit(&net, &mut doc, "v2", T0 + 20);
-        store
-            .append_changes(&id, &changes_after(&mut doc, &heads))
-            .unwrap();
-        assert_eq!(store.load_doc(&id).unwrap().unwrap().n_incremental, 4);
-        store.compact(&id, &doc.save()).unwrap();
-        let mut loaded = load(store.load_doc(&id).unwrap().unwrap());
-        assert_same(&mut loaded, &mut doc);
     }
 
     #[test]
@@ -1121,10 +1167,11 @@ mod tests {
                 network,
                 key: net.c_li.public(),
                 issuer: net.c_admin.public(),
+                unit: net.shengli.id.clone(),
                 at_ms: T0 + 5,
+                cutoff_ms: T0 + 4,
                 reason: "调离".to_owned(),
-                keep_changes: vec![[7; 32]],
-                keep_certificates: vec![],
+                keep_issued: true,
             },
             &net.c_admin,
         );
@@ -1139,12 +1186,14 @@ mod tests {
                 doc_unit: net.shengli.id.clone(),
                 heads,
                 subject: Some("r1".to_owned()),
+                targets: vec![net.shengli.id.clone()],
                 at_ms: T0 + 6,
                 note: "同意".to_owned(),
                 checkpoint: vec![],
             },
             &net.d_reviewer,
         );
+        let reg = testkit::register(&net.trust, &net.s_admin, &net.qianjin);
         let peer = "12D3KooWfixturepeer";
         {
             let store = open(dir.path(), &net);
@@ -1154,6 +1203,7 @@ mod tests {
                 .unwrap();
             store.put_certificate(&cert).unwrap();
             store.put_revocation(&rev).unwrap();
+            store.put_registration(&reg).unwrap();
             store.put_attestation(&att).unwrap();
             store.put_sync_state(peer, &doc.id(), b"state-1").unwrap();
             store.put_sync_state(peer, &doc.id(), b"state-2").unwrap();
@@ -1163,6 +1213,7 @@ mod tests {
         let store = open(dir.path(), &net);
         assert_eq!(store.certificates().unwrap(), vec![cert]);
         assert_eq!(store.revocations().unwrap(), vec![rev]);
+        assert_eq!(store.registrations().unwrap(), vec![reg]);
         assert_eq!(store.attestations().unwrap(), vec![att]);
         assert_eq!(
             store.sync_state(peer, &doc.id()).unwrap().as_deref(),

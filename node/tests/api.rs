@@ -38,8 +38,12 @@ impl Node {
         let fixture = Net::new();
         let layout = Layout::new(dir.path());
         {
-            // The node's own certificate must be known before the engine opens.
+            // The node's own certificate, and the units it names, must be known before the
+            // engine opens.
             let store = Store::open(&layout.store(), fixture.trust.network()).expect("store");
+            for (_, r) in fixture.trust.registrations() {
+                store.put_registration(r).expect("registration stored");
+            }
             for (_, c) in fixture.trust.certificates() {
                 store.put_certificate(c).expect("certificate stored");
             }
@@ -562,7 +566,7 @@ async fn certificates_are_issued_imported_and_revoked() {
     let newcomer = linli_crdt_model::testkit::key(99).public().to_string();
     let request = json!({
         "subject": newcomer,
-        "unit": {"id": "tiedong/jiefang/shengli", "kind": "community", "name": "胜利社区"},
+        "unit": "tiedong/jiefang/shengli",
         "role": "writer",
         "holder": "刘新",
         "valid_days": 30
@@ -602,7 +606,34 @@ async fn certificates_are_issued_imported_and_revoked() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"], "bad-record");
 
+    // A unit that is not in the registered tree cannot be named.
+    let elsewhere = request_for(&newcomer, "tiedong/jiefang/nosuch");
+    let (status, body) = node
+        .call("POST", "/v1/certs/issue?as=shuji", elsewhere)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"], "unregistered-unit");
+
+    // The community admin may not revoke the district's node key over the district.
+    let d_node = node.fixture.d_node.public().to_string();
+    let (status, body) = node
+        .call(
+            "POST",
+            "/v1/certs/revoke?as=shuji",
+            Some(json!({"key": d_node, "reason": "夺权", "unit": "tiedong"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    // A cutoff in the future is refused.
     let li = node.fixture.c_li.public().to_string();
+    let (status, body) = node
+        .call(
+            "POST",
+            "/v1/certs/revoke?as=shuji",
+            Some(json!({"key": li, "reason": "调离", "cutoff_ms": i64::MAX / 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (status, body) = node
         .call(
             "POST",
@@ -619,6 +650,92 @@ async fn certificates_are_issued_imported_and_revoked() {
         .find(|c| c["subject"] == li.as_str())
         .expect("李强's certificate");
     assert_eq!(li_cert["revoked"], true);
+}
+
+fn request_for(subject: &str, unit: &str) -> Option<Value> {
+    Some(json!({
+        "subject": subject,
+        "unit": unit,
+        "role": "writer",
+        "holder": "刘新",
+        "valid_days": 30
+    }))
+}
+
+#[tokio::test]
+async fn units_are_registered_by_the_level_above() {
+    let node = Node::new();
+    let (status, units) = node.call("GET", "/v1/units", None).await;
+    assert_eq!(status, StatusCode::OK, "{units}");
+    let ids: Vec<&str> = units
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "tiedong",
+            "tiedong/jiefang",
+            "tiedong/jiefang/qianjin",
+            "tiedong/jiefang/shengli"
+        ]
+    );
+    assert_eq!(
+        units[0]["registration"],
+        Value::Null,
+        "the top is the genesis'"
+    );
+
+    // The community admin registers a grid of its own community …
+    let grid =
+        json!({"unit": {"id": "tiedong/jiefang/shengli/g1", "kind": "grid", "name": "第一网格"}});
+    let (status, body) = node
+        .call("POST", "/v1/units/register?as=shuji", Some(grid))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["unit"]["name"], "第一网格");
+    // … but not a street, nor a renaming of its neighbour or of its own community.
+    for (unit, why) in [
+        (
+            json!({"id": "tiedong/fake", "kind": "street", "name": "假街道"}),
+            "not an administrator",
+        ),
+        (
+            json!({"id": "tiedong/jiefang/qianjin", "kind": "community", "name": "夺取"}),
+            "not an administrator",
+        ),
+        (
+            json!({"id": "tiedong/jiefang/shengli", "kind": "community", "name": "改名"}),
+            "not an administrator",
+        ),
+        (
+            json!({"id": "tiedong/jiefang/shengli/g2", "kind": "street", "name": "错级"}),
+            "belongs under",
+        ),
+    ] {
+        let (status, body) = node
+            .call(
+                "POST",
+                "/v1/units/register?as=shuji",
+                Some(json!({ "unit": unit })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{unit}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(why),
+            "{unit}: {body}"
+        );
+    }
+    let (status, body) = node
+        .call(
+            "POST",
+            "/v1/units/register?as=shuji",
+            Some(json!({"unit": {"id": "tiedong", "kind": "district", "name": "夺取"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the top: {body}");
 }
 
 #[tokio::test]

@@ -526,6 +526,7 @@ fn raw(doc: DocId, bytes: Vec<u8>) -> SyncMessage {
         message: Some(bytes),
         signatures: Signatures::default(),
         certificates: Vec::new(),
+        registrations: Vec::new(),
         attestations: Vec::new(),
     }
 }
@@ -564,7 +565,7 @@ async fn start(dir: &Path, n_rogues: usize) -> City {
                 &p.genesis,
                 &qianjin_admin,
                 key.public(),
-                qianjin.unit.clone(),
+                qianjin.unit.id.clone(),
                 Role::Node,
                 format!("前进社区节点{i}"),
                 now - DAY,
@@ -578,7 +579,7 @@ async fn start(dir: &Path, n_rogues: usize) -> City {
         &p.genesis,
         &key_of(&shengli.dir, "admin"),
         expired.public(),
-        shengli.unit.clone(),
+        shengli.unit.id.clone(),
         Role::Writer,
         "离职的孙丽".to_owned(),
         now - 3 * DAY,
@@ -589,7 +590,7 @@ async fn start(dir: &Path, n_rogues: usize) -> City {
     let mut running = Vec::new();
     let mut parent: Option<Multiaddr> = None;
     for n in p.nodes.iter().filter(|n| n.unit.id.as_str() != QIANJIN) {
-        setup::import_offline(&n.dir, &p.genesis, &certs).unwrap();
+        setup::import_offline(&n.dir, &p.genesis, &[], &certs).unwrap();
         let port = MEMORY_PORT.fetch_add(1, Ordering::Relaxed);
         let listen: Multiaddr = format!("/memory/{port}").parse().unwrap();
         let r = run::start_engine(
@@ -675,6 +676,7 @@ impl City {
             protocol_version: protocol::PROTOCOL_VERSION,
             unit: self.qianjin.id.clone(),
             chain: vec![cert.clone()],
+            registrations: Vec::new(),
         }
     }
 
@@ -763,7 +765,15 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
         city.community
             .shared
             .engine()
-            .revoke(city.liqiang.public(), "离职".to_owned(), Some("admin"))
+            .revoke(
+                city.liqiang.public(),
+                None,
+                // From the time the forged change claims: signatures from then on do not count.
+                Some(now),
+                false,
+                "钥匙丢失".to_owned(),
+                Some("admin"),
+            )
             .unwrap();
         let (c, s) = city.forge(&city.liqiang, now, |tx| duty(tx, "revoked"));
         cases.push(("revoked key", carrying(tasks, &c, vec![s])));

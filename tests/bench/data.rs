@@ -9,7 +9,7 @@
 use automerge::transaction::CommitOptions;
 use automerge::{ActorId, AutoCommit, Change, ChangeHash};
 use linli_crdt_model::attest;
-use linli_crdt_model::cert::{CertBody, Certificate, Role};
+use linli_crdt_model::cert::{CertBody, Certificate, Registration, RegistrationBody, Role};
 use linli_crdt_model::doc::{self, DocId, Header, SCHEMA_VERSION, SignedHeader};
 use linli_crdt_model::document::{self, ChangeSignature, Context, Document};
 use linli_crdt_model::genesis::{Genesis, NetworkId};
@@ -72,12 +72,25 @@ fn cert(
         CertBody {
             network,
             subject: subject.public(),
-            unit: unit.clone(),
+            unit: unit.id.clone(),
             role,
             holder: holder.to_owned(),
             issuer: issuer.public(),
             issued_at_ms: T0 - DAY,
             expires_at_ms: T0 + YEAR,
+        },
+        issuer,
+    )
+}
+
+/// `issuer` registers `unit` a minute after the certificates are issued.
+fn register(network: NetworkId, issuer: &SecretKey, unit: &Unit) -> Registration {
+    Registration::issue(
+        RegistrationBody {
+            network,
+            unit: unit.clone(),
+            issuer: issuer.public(),
+            at_ms: T0 - DAY + 60_000,
         },
         issuer,
     )
@@ -116,6 +129,7 @@ impl Fixture {
                 "铁东区节点",
             ),
         ];
+        let mut registrations = Vec::new();
         let mut communities = Vec::with_capacity(n_communities);
         let mut s_admin = d_admin.clone();
         let mut street = district.clone();
@@ -128,6 +142,7 @@ impl Fixture {
                     &format!("第{s}街道"),
                 );
                 s_admin = key(seed, &format!("street{s}/admin"));
+                registrations.push(register(network, &d_admin, &street));
                 certs.push(cert(
                     network,
                     &d_admin,
@@ -144,6 +159,7 @@ impl Fixture {
             );
             let admin = key(seed, &format!("c{c}/admin"));
             let node = key(seed, &format!("c{c}/node"));
+            registrations.push(register(network, &s_admin, &u));
             certs.push(cert(network, &s_admin, &admin, &u, Role::Admin, "社区书记"));
             certs.push(cert(network, &admin, &node, &u, Role::Node, "社区节点"));
             let workers: Vec<SecretKey> = (0..WORKERS)
@@ -165,6 +181,9 @@ impl Fixture {
                 workers,
             });
         }
+        trust
+            .insert_registrations(registrations)
+            .expect("bench registrations are well formed");
         trust
             .insert_certificates(certs)
             .expect("bench certificates chain to the root");

@@ -202,6 +202,7 @@ impl Side {
             message: Some(out.message),
             signatures: out.signatures,
             certificates: Vec::new(),
+            registrations: Vec::new(),
             attestations: Vec::new(),
         };
         *known = true;
@@ -221,7 +222,7 @@ impl Side {
             let header = msg.header.clone().expect("first message has the header");
             assert_eq!(header.id(), id);
             header
-                .check(&fx.trust)
+                .check_signed(&fx.trust)
                 .expect("header is signed by a writer");
             slot.insert(Document::empty(header, automerge::ActorId::random()));
             self.known.insert(id, true);

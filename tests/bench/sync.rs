@@ -139,6 +139,7 @@ pub(crate) fn cbor_bytes(fx: &Fixture, d: &DocData) -> (usize, usize) {
             message: Some(out.message.clone()),
             signatures: out.signatures.clone(),
             certificates,
+            registrations: Vec::new(),
             attestations: Vec::new(),
         };
         first[i] = false;

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use anyhow::{Context, anyhow, bail};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use linli_crdt_model::kinds::{self, Kind};
-use linli_node::api::{Created, DocView, StatusView};
+use linli_node::api::{Created, DocView, StatusView, UnitView};
 use linli_node::engine::{CreateDoc, DocSummary, Receipt};
 use linli_node::ops::Op;
 use serde::Serialize;
@@ -252,21 +252,23 @@ impl Node {
             .post(&format!("/v1/docs/{doc}/ops/batch"), &ops, person)
     }
 
-    /// Unit id → display name, from the directory (empty if it has not synced yet).
+    /// Unit id → display name, from the registered unit tree this node knows.
     pub fn unit_names(&self) -> anyhow::Result<BTreeMap<String, kinds::directory::UnitEntry>> {
-        #[derive(serde::Deserialize)]
-        struct Directory {
-            units: BTreeMap<String, kinds::directory::UnitEntry>,
-        }
-        let Some(dir) = self
-            .docs(Some(Kind::Directory), None, None)?
+        let units: Vec<UnitView> = self.client.get("/v1/units")?;
+        Ok(units
             .into_iter()
-            .min_by_key(|d| d.created_at_ms)
-        else {
-            return Ok(BTreeMap::new());
-        };
-        let d: Directory = self.state(&dir.id)?;
-        Ok(d.units)
+            .map(|u| {
+                let unit = linli_crdt_model::unit::Unit {
+                    id: u.id,
+                    kind: u.kind,
+                    name: u.name,
+                };
+                (
+                    unit.id.to_string(),
+                    kinds::directory::UnitEntry::from(&unit),
+                )
+            })
+            .collect())
     }
 }
 
