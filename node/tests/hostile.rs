@@ -1,6 +1,7 @@
 //! A rogue peer against a real network: district, street and community nodes over libp2p's
-//! memory transport, and a hand-built libp2p swarm that speaks `/linli/sync/2` with crafted
-//! messages aimed at the community's task list.
+//! memory transport, and a hand-built libp2p swarm that speaks `/linli/sync/3` with crafted
+//! messages aimed at the community's task list, and trust records a community administrator
+//! forges to take authority it does not hold.
 //!
 //! The rogue holds certified node keys of a sibling community that never runs, so its hello is
 //! accepted and every message reaches the checks behind it. Each class of bad input gets its own
@@ -24,7 +25,10 @@ use libp2p::core::upgrade::Version;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, noise, yamux};
-use linli_crdt_model::cert::{Certificate, Role};
+use linli_crdt_model::cert::{
+    CertBody, Certificate, Registration, RegistrationBody, Revocation, RevocationBody, Role,
+    TrustRecord,
+};
 use linli_crdt_model::doc::{DocId, Header, SCHEMA_VERSION, Scope};
 use linli_crdt_model::document::{ChangeSignature, Document};
 use linli_crdt_model::genesis::{Genesis, NetworkId};
@@ -140,7 +144,7 @@ impl Outcome {
     }
 }
 
-/// A peer that is no linli node: only request-response on `/linli/sync/2`, driven by hand.
+/// A peer that is no linli node: only request-response on `/linli/sync/3`, driven by hand.
 struct Rogue {
     swarm: RogueSwarm,
     hello: Hello,
@@ -531,6 +535,62 @@ fn raw(doc: DocId, bytes: Vec<u8>) -> SyncMessage {
     }
 }
 
+/// A sync message that creates a new ledger of `unit`, signed by `signer` and dated `at_ms`:
+/// the skeleton, then one change holding `records` — whatever their authority.
+fn forged_ledger(
+    network: NetworkId,
+    unit: &UnitId,
+    signer: &SecretKey,
+    at_ms: i64,
+    records: &[TrustRecord],
+) -> SyncMessage {
+    let header = Header {
+        network,
+        kind: Kind::Ledger,
+        unit: unit.clone(),
+        scope: Scope::Public,
+        title: "账本".to_owned(),
+        created_at_ms: at_ms,
+        schema_version: SCHEMA_VERSION,
+        creator: signer.public(),
+        period: None,
+    }
+    .sign(signer);
+    let mut doc =
+        AutoCommit::new().with_actor(ActorId::from(keystore::random_seed()[..16].to_vec()));
+    kinds::ledger::init(&mut doc).unwrap();
+    doc.commit_with(CommitOptions::default().with_time(at_ms));
+    let skeleton = doc.get_last_local_change().unwrap().clone();
+    for r in records {
+        kinds::ledger::put_trust_record(&mut doc, &r.id().to_string(), &r.encode()).unwrap();
+    }
+    doc.commit_with(CommitOptions::default().with_time(at_ms));
+    let filled = doc.get_last_local_change().unwrap().clone();
+    let id = header.id();
+    let signatures: Vec<ChangeSignature> = [&skeleton, &filled]
+        .iter()
+        .map(|c| ChangeSignature::sign(network, id, c.hash(), signer))
+        .collect();
+    let message = Message {
+        heads: vec![filled.hash()],
+        need: Vec::new(),
+        have: Vec::new(),
+        changes: ChunkList::from(vec![
+            skeleton.raw_bytes().to_vec(),
+            filled.raw_bytes().to_vec(),
+        ]),
+        flags: None,
+        version: MessageVersion::V1,
+    };
+    let mut msg = raw(
+        id,
+        wire::encode_sync_message(message).expect("a V1 message"),
+    );
+    msg.header = Some(header);
+    msg.signatures = Signatures::pack(signatures);
+    msg
+}
+
 // ---- the network ----
 
 struct City {
@@ -547,6 +607,10 @@ struct City {
     other_writer: SecretKey,
     /// A writer of 胜利社区 whose certificate expired yesterday.
     expired: SecretKey,
+    /// 前进社区's administrator: the attacker of the authority test.
+    qianjin_admin: SecretKey,
+    /// The district's node key: what the attacker tries to take authority from.
+    district_node: SecretKey,
 }
 
 /// Provision four units a week ago (so a certificate can have expired with its chain intact),
@@ -620,6 +684,9 @@ async fn start(dir: &Path, n_rogues: usize) -> City {
         liqiang: key_of(&shengli.dir, "liqiang"),
         other_writer: key_of(&qianjin.dir, "wangfang"),
         expired,
+        qianjin_admin,
+        district_node: keystore::read_key(&Layout::new(&by_unit("tiedong").dir).node_key())
+            .unwrap(),
     }
 }
 
@@ -1027,6 +1094,256 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
         3 offences: rejected unsigned, rejected unsigned, rejected unsigned, disconnected, disconnects_for_offences +1
         redial within the ban: refused
         honest edit afterwards: reached the district
+    "#]]
+    .assert_eq(&(rows.join("\n") + "\n"));
+
+    for node in [city.community, city.street, city.district] {
+        node.stop().await;
+    }
+}
+
+/// A community administrator (前进社区's) forges trust records to take authority it does not
+/// hold, and sends them over the wire in a ledger of its own community, the one document kind
+/// that carries them: it revokes the district's node key over the whole district, renames a
+/// neighbouring community, certifies a key as the district's administrator (which then
+/// registers a street) and a writer of its neighbour. The community takes the ledger — it is
+/// its author's to write — and judges every record in it: none has any effect outside 前进社区,
+/// a grid it registers under its own community does, and the district's node keeps syncing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_authority_travels_but_takes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut city = start(dir.path(), 4).await;
+    let tasks = city.tasks();
+    assert!(
+        reaches_district(&city, &tasks, Duration::from_secs(20)).await,
+        "the community's task list never reached the district"
+    );
+    let network = city.genesis.network_id();
+    let now = now_ms();
+    let attacker = city.qianjin_admin.clone();
+    let qianjin = city.qianjin.id.clone();
+    let district = UnitId::new("tiedong").unwrap();
+    let shengli = UnitId::new(SHENGLI).unwrap();
+    let grid = UnitId::new("tiedong/jiefang/qianjin/g1").unwrap();
+    let evil = UnitId::new("tiedong/evil").unwrap();
+    let certify = |subject: &SecretKey, unit: &UnitId, role: Role| {
+        Certificate::issue(
+            CertBody {
+                network,
+                subject: subject.public(),
+                unit: unit.clone(),
+                role,
+                holder: "伪造".to_owned(),
+                issuer: attacker.public(),
+                issued_at_ms: now - 60 * 60 * 1000,
+                expires_at_ms: now + 50 * 365 * DAY,
+            },
+            &attacker,
+        )
+    };
+    let register = |issuer: &SecretKey, unit: &UnitId, kind: UnitKind, name: &str, at_ms| {
+        TrustRecord::Registration(Registration::issue(
+            RegistrationBody {
+                network,
+                unit: Unit {
+                    id: unit.clone(),
+                    kind,
+                    name: name.to_owned(),
+                },
+                issuer: issuer.public(),
+                at_ms,
+            },
+            issuer,
+        ))
+    };
+    let fake_district_admin = keystore::generate_key();
+    let neighbour_writer = keystore::generate_key();
+    let records = vec![
+        TrustRecord::Certificate(certify(&city.district_node, &qianjin, Role::Node)),
+        TrustRecord::Revocation(Revocation::issue(
+            RevocationBody {
+                network,
+                key: city.district_node.public(),
+                issuer: attacker.public(),
+                unit: district.clone(),
+                at_ms: now - 1_000,
+                cutoff_ms: now - 2 * DAY,
+                reason: "夺权".to_owned(),
+                keep_issued: false,
+            },
+            &attacker,
+        )),
+        register(
+            &attacker,
+            &shengli,
+            UnitKind::Community,
+            "被夺取社区",
+            now - 1_000,
+        ),
+        TrustRecord::Certificate(certify(&fake_district_admin, &district, Role::Admin)),
+        register(
+            &fake_district_admin,
+            &evil,
+            UnitKind::Street,
+            "伪造街道",
+            now - 1_000,
+        ),
+        TrustRecord::Certificate(certify(&neighbour_writer, &shengli, Role::Writer)),
+        register(&attacker, &grid, UnitKind::Grid, "第一网格", now - 1_000),
+    ];
+    let mut rows: Vec<String> = Vec::new();
+
+    let (key, cert) = city.rogue_keys.pop().unwrap();
+    let mut hello = city.hello(&cert);
+    // The hello carries a renaming too; a hello is judged by the same rules.
+    hello.registrations.push(
+        match register(&attacker, &shengli, UnitKind::Street, "错级", now - 500) {
+            TrustRecord::Registration(r) => r,
+            _ => unreachable!(),
+        },
+    );
+    let mut rogue = Rogue::new(&key, hello, &city.community);
+    rows.push(format!(
+        "hello with a forged registration: {}",
+        rogue.connect().await.label()
+    ));
+    let outcome = rogue
+        .request(Request::Sync(Box::new(forged_ledger(
+            network,
+            &qianjin,
+            &key,
+            now - 500,
+            &records,
+        ))))
+        .await;
+    eprintln!("forged ledger: {}", outcome.detail());
+    rows.push(format!(
+        "ledger of forged trust records: {}",
+        outcome.label()
+    ));
+    {
+        let e = city.community.shared.engine();
+        let trust = e.trust();
+        let name = |u: &UnitId| {
+            trust
+                .unit(u)
+                .map_or("absent".to_owned(), |u| u.name.clone())
+        };
+        rows.push(format!("胜利社区 is named: {}", name(&shengli)));
+        rows.push(format!("tiedong/evil: {}", name(&evil)));
+        rows.push(format!("the attacker's own grid: {}", name(&grid)));
+        let as_node = trust.authorize(&city.district_node.public(), now, |u, role| {
+            role == Role::Node && u.id == district
+        });
+        rows.push(format!(
+            "the district's node key: {}",
+            if as_node.is_ok() { "in force" } else { "CUT" }
+        ));
+        let as_admin = trust.authorize(&fake_district_admin.public(), now, |u, role| {
+            role == Role::Admin && u.id == district
+        });
+        rows.push(format!(
+            "the forged district admin: {}",
+            match as_admin {
+                Ok(_) => "GRANTED".to_owned(),
+                Err(linli_crdt_model::trust::Denied::Untrusted(_)) =>
+                    "denied, untrusted".to_owned(),
+                Err(d) => format!("denied: {d}"),
+            }
+        ));
+    }
+
+    // A change signed by the writer the neighbour's admin certified, carrying its certificate.
+    {
+        let (c, s) = city.forge(&neighbour_writer, now_ms(), |tx| duty(tx, "neighbour"));
+        let mut msg = carrying(tasks, &c, vec![s]);
+        msg.certificates = vec![certify(&neighbour_writer, &shengli, Role::Writer)];
+        let mut rogue = city.rogue().await;
+        let outcome = rogue.request(Request::Sync(Box::new(msg))).await;
+        rows.push(format!(
+            "writer certified by a neighbour's admin: {}",
+            outcome.label()
+        ));
+    }
+
+    // A registration dated a year ahead never enters a ledger.
+    {
+        let g2 = UnitId::new("tiedong/jiefang/qianjin/g2").unwrap();
+        let ahead = register(&attacker, &g2, UnitKind::Grid, "未来网格", now + 365 * DAY);
+        let (key, cert) = city.rogue_keys.pop().unwrap();
+        let mut rogue = Rogue::new(&key, city.hello(&cert), &city.community);
+        rogue.connect().await;
+        let outcome = rogue
+            .request(Request::Sync(Box::new(forged_ledger(
+                network,
+                &qianjin,
+                &key,
+                now_ms(),
+                &[ahead],
+            ))))
+            .await;
+        eprintln!("registration dated a year ahead: {}", outcome.detail());
+        rows.push(format!(
+            "registration dated a year ahead: {}",
+            outcome.label()
+        ));
+    }
+
+    // The district still registers a unit, and its signed ledger reaches the community.
+    {
+        let xingfu = Unit {
+            id: UnitId::new("tiedong/jiefang/xingfu").unwrap(),
+            kind: UnitKind::Community,
+            name: "幸福社区".to_owned(),
+        };
+        city.district
+            .shared
+            .engine()
+            .register_unit(xingfu.clone(), Some("admin"))
+            .unwrap();
+        city.district
+            .shared
+            .net
+            .send(NetCommand::Announce)
+            .await
+            .unwrap();
+        let start = Instant::now();
+        let mut reached = false;
+        while start.elapsed() < Duration::from_secs(15) {
+            if city
+                .community
+                .shared
+                .engine()
+                .trust()
+                .unit(&xingfu.id)
+                .is_some()
+            {
+                reached = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        rows.push(format!(
+            "the district's registration afterwards: {}",
+            if reached {
+                "reached the community"
+            } else {
+                "did NOT reach the community"
+            }
+        ));
+    }
+
+    expect![[r#"
+        hello with a forged registration: hello
+        ledger of forged trust records: accepted
+        胜利社区 is named: 胜利社区
+        tiedong/evil: absent
+        the attacker's own grid: 第一网格
+        the district's node key: in force
+        the forged district admin: denied, untrusted
+        writer certified by a neighbour's admin: rejected untrusted
+        registration dated a year ahead: rejected schema-violation
+        the district's registration afterwards: reached the community
     "#]]
     .assert_eq(&(rows.join("\n") + "\n"));
 
