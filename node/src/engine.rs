@@ -1838,6 +1838,9 @@ impl Engine {
                 let _ = self.store.put_attestation(att);
             }
         }
+        // A document new here is built aside and kept only once the message passes every
+        // check: a refused message leaves no header and no empty document behind.
+        let mut fresh: Option<Document> = None;
         if !self.docs.contains_key(&id) {
             let header = msg.header.clone().ok_or(SyncRefused::UnknownDocument(id))?;
             if header.id() != id {
@@ -1853,14 +1856,11 @@ impl Engine {
                 });
             }
             header.check(&self.trust, now, self.limits.clock_skew_ms_max)?;
-            self.store
-                .put_header(&header)
-                .map_err(|e| SyncRefused::Storage(e.to_string()))?;
-            self.docs.insert(id, Document::empty(header, fresh_actor()));
-            self.metrics.documents.set(self.docs.len() as i64);
+            fresh = Some(Document::empty(header, fresh_actor()));
         }
         {
-            let h = &self.docs[&id].header().header;
+            let doc = fresh.as_ref().unwrap_or_else(|| &self.docs[&id]);
+            let h = &doc.header().header;
             if !h.scope.may_hold(&h.unit, &self.unit.id) {
                 return Err(SyncRefused::OutOfScope {
                     doc: id,
@@ -1879,7 +1879,10 @@ impl Engine {
                     limits: &self.limits,
                     now_ms: now,
                 };
-                let doc = self.docs.get_mut(&id).expect("inserted above");
+                let doc = match fresh.as_mut() {
+                    Some(d) => d,
+                    None => self.docs.get_mut(&id).expect("held: checked above"),
+                };
                 let r = doc.receive_sync(
                     &ctx,
                     &mut state,
@@ -1891,7 +1894,9 @@ impl Engine {
                 match r {
                     Ok(a) => a,
                     Err(e) => {
-                        self.keep_state(peer, &id, state);
+                        if fresh.is_none() {
+                            self.keep_state(peer, &id, state);
+                        }
                         self.metrics.rejection(e.reason());
                         return Err(e.into());
                     }
@@ -1903,6 +1908,13 @@ impl Engine {
                 heads: Vec::new(),
             },
         };
+        if let Some(doc) = fresh {
+            self.store
+                .put_header(doc.header())
+                .map_err(|e| SyncRefused::Storage(e.to_string()))?;
+            self.docs.insert(id, doc);
+            self.metrics.documents.set(self.docs.len() as i64);
+        }
         if !applied.new.is_empty() {
             self.persist_remote(&id, &applied)
                 .map_err(|e| SyncRefused::Storage(e.to_string()))?;

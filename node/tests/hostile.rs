@@ -1333,6 +1333,10 @@ async fn forged_authority_travels_but_takes_nothing() {
         ));
     }
 
+    // The refused ledger left nothing behind: no header, no empty document.
+    let problems = city.community.shared.engine().verify();
+    rows.push(format!("verify at the community: {problems:?}"));
+
     expect![[r#"
         hello with a forged registration: hello
         ledger of forged trust records: accepted
@@ -1344,6 +1348,7 @@ async fn forged_authority_travels_but_takes_nothing() {
         writer certified by a neighbour's admin: rejected untrusted
         registration dated a year ahead: rejected schema-violation
         the district's registration afterwards: reached the community
+        verify at the community: []
     "#]]
     .assert_eq(&(rows.join("\n") + "\n"));
 
