@@ -43,6 +43,8 @@ pub struct Network {
     pub pending_incoming_max: u32,
     /// How often to redial bootstrap peers that are not connected.
     pub redial_interval_ms: u64,
+    /// A connected peer that has not completed hello by then is disconnected.
+    pub hello_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +102,7 @@ impl Default for Network {
             connections_per_peer_max: 2,
             pending_incoming_max: 64,
             redial_interval_ms: 5_000,
+            hello_timeout_ms: 15_000,
         }
     }
 }

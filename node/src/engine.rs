@@ -84,6 +84,10 @@ pub enum Error {
     Invalid(String),
 }
 
+/// Certificates, and registrations, one hello may carry: a node's chain is at most one
+/// certificate per level of the unit tree, with room for renewals.
+pub const HELLO_RECORDS_MAX: usize = 16;
+
 /// Why a peer's message was refused: the model's reasons plus the node's own.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SyncRefused {
@@ -1606,6 +1610,21 @@ impl Engine {
                 hello.protocol_version
             )));
         }
+        if hello.chain.len() > HELLO_RECORDS_MAX || hello.registrations.len() > HELLO_RECORDS_MAX {
+            return Err(SyncRefused::Hello(format!(
+                "a hello carries at most {HELLO_RECORDS_MAX} certificates and as many \
+                 registrations (this one {} and {})",
+                hello.chain.len(),
+                hello.registrations.len()
+            )));
+        }
+        if self.genesis().is_root(peer_key) && hello.unit == self.genesis().top.id {
+            return Ok(self.genesis().top.clone());
+        }
+        let now = now_ms();
+        let node_of = |u: &Unit, role: Role| role == Role::Node && u.id == hello.unit;
+        // Judge the peer with what it brings on a copy of trust; nothing of it is kept, in
+        // memory or on disk, unless the hello is accepted. A known node is judged as it is.
         let records: Vec<TrustRecord> = hello
             .registrations
             .iter()
@@ -1613,21 +1632,21 @@ impl Engine {
             .map(TrustRecord::Registration)
             .chain(hello.chain.iter().cloned().map(TrustRecord::Certificate))
             .collect();
+        let grant = match self.trust.authorize(peer_key, now, node_of) {
+            Ok(grant) => grant,
+            Err(_) => {
+                let mut probe = self.trust.clone();
+                probe.insert_registrations(hello.registrations.iter().cloned())?;
+                probe.insert_certificates(hello.chain.iter().cloned())?;
+                probe.authorize(peer_key, now, node_of).map_err(|d| {
+                    SyncRefused::Hello(format!(
+                        "peer key is not a certified node of {}: {d}",
+                        hello.unit
+                    ))
+                })?
+            }
+        };
         self.learn_trust(&records)?;
-        if self.genesis().is_root(peer_key) && hello.unit == self.genesis().top.id {
-            return Ok(self.genesis().top.clone());
-        }
-        let grant = self
-            .trust
-            .authorize(peer_key, now_ms(), |u, role| {
-                role == Role::Node && u.id == hello.unit
-            })
-            .map_err(|d| {
-                SyncRefused::Hello(format!(
-                    "peer key is not a certified node of {}: {d}",
-                    hello.unit
-                ))
-            })?;
         let unit = self
             .trust
             .unit(&grant.unit)

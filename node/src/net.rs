@@ -20,7 +20,7 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, allow_block_list, connection_limits, gossipsub,
     identify, mdns, noise, ping, request_response, yamux,
 };
-use linli_crdt_model::doc::DocId;
+use linli_crdt_model::doc::{DocId, Scope};
 use linli_crdt_model::keys::{PublicKey, SecretKey};
 use linli_crdt_model::unit::Unit;
 use tokio::sync::mpsc;
@@ -180,6 +180,14 @@ pub fn swarm(
     }
 }
 
+/// The longest wait before redialling a bootstrap peer that refused our hello.
+const REDIAL_BACKOFF_MAX_MS: u64 = 10 * 60 * 1000;
+
+/// The gossipsub application score of a peer until its hello is accepted: with the default
+/// weight and thresholds it is below the graylist, so its messages are ignored, it is never
+/// grafted into the mesh and nothing is published to it.
+const NON_MEMBER_SCORE: f64 = -100.0;
+
 /// How long a refused peer keeps its connection after its refusal was sent.
 const DROP_GRACE: Duration = Duration::from_millis(300);
 
@@ -199,6 +207,12 @@ struct Peer {
     rtt_ms: Option<u64>,
     last_seen_ms: Option<i64>,
     offences: u32,
+    /// When the current connection was established, while its hello is not complete.
+    awaiting_hello_since: Option<std::time::Instant>,
+    /// Hellos refused in a row (either way). A refused peer is not redialled, unless it is a
+    /// bootstrap peer, and then only after `refused_until`.
+    refusals: u32,
+    refused_until: Option<std::time::Instant>,
     /// Documents with a sync request in flight, and rounds so far in the session.
     in_flight: HashMap<DocId, u32>,
     /// Documents to sync again once the in-flight round finishes.
@@ -295,6 +309,9 @@ impl Net {
         let mut checkpoint = tokio::time::interval(Duration::from_millis(checkpoint_ms.max(1000)));
         checkpoint.tick().await; // the first tick fires at once; a checkpoint at start is not useful
         let mut housekeeping = tokio::time::interval(Duration::from_millis(100));
+        let mut hello_deadline = tokio::time::interval(Duration::from_millis(
+            (self.config.network.hello_timeout_ms / 4).clamp(50, 1000),
+        ));
         self.dial_bootstrap();
         tokio::pin!(shutdown);
         loop {
@@ -308,6 +325,7 @@ impl Net {
                 _ = redial.tick() => { self.dial_bootstrap(); self.redial_known(); }
                 _ = checkpoint.tick(), if checkpoint_ms > 0 => self.checkpoint(),
                 _ = housekeeping.tick(), if !self.drops_due.is_empty() => self.drop_due(),
+                _ = hello_deadline.tick() => self.drop_silent(),
             }
             self.announce();
             self.publish_peers();
@@ -355,9 +373,14 @@ impl Net {
             });
             let opts = match peer {
                 Some(peer) => {
+                    let backing_off = self.peers.get(&peer).is_some_and(|p| {
+                        p.refused_until
+                            .is_some_and(|t| t > std::time::Instant::now())
+                    });
                     if peer == *self.swarm.local_peer_id()
                         || self.blocked.contains(&peer)
                         || self.swarm.is_connected(&peer)
+                        || backing_off
                     {
                         continue;
                     }
@@ -415,6 +438,7 @@ impl Net {
                     && !s.addresses.is_empty()
                     && !self.blocked.contains(p)
                     && !self.bans.contains_key(p)
+                    && s.refusals == 0
             })
             .map(|(p, _)| *p)
             .collect();
@@ -459,6 +483,15 @@ impl Net {
                 let p = self.peers.entry(peer_id).or_default();
                 p.connected = true;
                 p.last_seen_ms = Some(now_ms());
+                if p.unit.is_none() {
+                    if p.awaiting_hello_since.is_none() {
+                        p.awaiting_hello_since = Some(std::time::Instant::now());
+                    }
+                    self.swarm
+                        .behaviour_mut()
+                        .gossipsub
+                        .set_application_score(&peer_id, NON_MEMBER_SCORE);
+                }
                 if endpoint.is_dialer() {
                     p.addresses.insert(endpoint.get_remote_address().clone());
                 }
@@ -482,6 +515,7 @@ impl Net {
                     p.hello_sent = false;
                     p.hello_request = None;
                     p.unit = None;
+                    p.awaiting_hello_since = None;
                     p.in_flight.clear();
                     p.again.clear();
                 }
@@ -671,7 +705,16 @@ impl Net {
             Ok(unit) => {
                 info!(%peer, unit = %unit.id, "peer said hello");
                 let first = self.peers.get(&peer).is_none_or(|p| p.unit.is_none());
-                self.peers.entry(peer).or_default().unit = Some(unit.clone());
+                let p = self.peers.entry(peer).or_default();
+                p.unit = Some(unit.clone());
+                p.awaiting_hello_since = None;
+                p.refusals = 0;
+                p.refused_until = None;
+                // A member now: its gossip counts and it may join the mesh.
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .set_application_score(&peer, 0.0);
                 if first {
                     let inv = self.shared.engine().inventory_for(&unit.id);
                     self.swarm
@@ -684,8 +727,43 @@ impl Net {
             Err(e) => {
                 warn!(%peer, reason = e.reason(), error = %e, "refusing peer");
                 self.shared.engine().metrics.rejection(e.reason());
+                self.refused(peer);
                 Err(e)
             }
+        }
+    }
+
+    /// A peer's hello was refused, or never came: it is not redialled, unless it is a
+    /// bootstrap peer, and then after a backoff that doubles with each refusal in a row.
+    fn refused(&mut self, peer: PeerId) {
+        let base = self.config.network.redial_interval_ms.max(100);
+        let p = self.peers.entry(peer).or_default();
+        p.refusals = p.refusals.saturating_add(1);
+        let backoff = base
+            .saturating_mul(1 << p.refusals.min(16))
+            .min(REDIAL_BACKOFF_MAX_MS);
+        p.refused_until = Some(std::time::Instant::now() + Duration::from_millis(backoff));
+    }
+
+    /// Disconnect peers connected longer than `hello_timeout_ms` without a completed hello.
+    fn drop_silent(&mut self) {
+        let limit = Duration::from_millis(self.config.network.hello_timeout_ms);
+        let silent: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.unit.is_none() && p.awaiting_hello_since.is_some_and(|t| t.elapsed() >= limit)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in silent {
+            warn!(%peer, "disconnecting a peer that did not complete hello in time");
+            self.shared.engine().metrics.rejection("hello-timeout");
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.awaiting_hello_since = None;
+            }
+            self.refused(peer);
+            let _ = self.swarm.disconnect_peer_id(peer);
         }
     }
 
@@ -913,34 +991,42 @@ impl Net {
     }
 
     fn announce(&mut self) {
-        let changed: Vec<(DocId, Announce)> = {
+        // (document, its announcement if every member may read it).
+        let changed: Vec<(DocId, Option<Announce>)> = {
             let mut e = self.shared.engine();
             let ids = e.take_changed();
             ids.into_iter()
                 .filter_map(|id| {
                     let d = e.doc_mut(&id).ok()?;
-                    let unit = d.header().header.unit.clone();
+                    let h = &d.header().header;
+                    let public = h.scope == Scope::Public;
+                    let unit = h.unit.clone();
                     let heads = d.heads().iter().map(|h| h.0).collect();
                     Some((
                         id,
-                        Announce {
+                        public.then_some(Announce {
                             doc: id,
                             unit,
                             heads,
-                        },
+                        }),
                     ))
                 })
                 .collect()
         };
         for (id, ann) in changed {
-            let bytes = serde_json::to_vec(&ann).expect("an announcement serializes");
-            if let Err(e) = self
-                .swarm
-                .behaviour_mut()
-                .gossipsub
-                .publish(self.topic.clone(), bytes)
-            {
-                debug!(doc = %id.short(), error = %e, "announcement not published");
+            // Gossip reaches every member, so it carries public documents only; the heads of a
+            // chain- or unit-scoped document go only to connected peers that may hold it, in
+            // the sessions below, and hop by hop from there.
+            if let Some(ann) = ann {
+                let bytes = serde_json::to_vec(&ann).expect("an announcement serializes");
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(self.topic.clone(), bytes)
+                {
+                    debug!(doc = %id.short(), error = %e, "announcement not published");
+                }
             }
             // Peers that are already connected get a session straight away; gossipsub is the
             // path for those further away.
