@@ -92,6 +92,9 @@ pub struct Limits {
     pub ops_per_change_max: usize,
     /// Sum over the changes of one sync message of each change's longest op column.
     pub ops_per_message_max: usize,
+    /// Data of all the change chunks of one sync message after decompression: each chunk is
+    /// also bounded by `change_bytes_max`, but many of them together must not be.
+    pub inflated_bytes_per_message_max: usize,
     /// Length of the trailing flags section of a sync message; Automerge writes 2 bytes.
     pub flags_bytes_max: usize,
 }
@@ -113,6 +116,7 @@ impl Default for Limits {
             change_message_bytes_max: 4 * 1024,
             ops_per_change_max: 1_000_000,
             ops_per_message_max: 8_000_000,
+            inflated_bytes_per_message_max: 64 * 1024 * 1024,
             flags_bytes_max: 16,
         }
     }
@@ -242,6 +246,7 @@ pub fn decode_sync_message(bytes: &[u8], limits: &Limits) -> Result<SyncMessage,
         .saturating_add(CHUNK_HEADER_BYTES_MAX);
     let mut changes = Vec::new();
     let mut ops_in_message: u64 = 0;
+    let mut inflated: usize = 0;
     for _ in 0..n_changes {
         let len = r.uleb("change chunk length")?;
         if len > to_u64(chunk_bytes_max) {
@@ -252,7 +257,27 @@ pub fn decode_sync_message(bytes: &[u8], limits: &Limits) -> Result<SyncMessage,
             });
         }
         let chunk = r.take(len, "change chunk")?;
-        let (change, ops) = check_change(chunk, limits)?;
+        let left = limits
+            .inflated_bytes_per_message_max
+            .saturating_sub(inflated);
+        let (change, ops, body_len) = check_change(chunk, limits, left).map_err(|e| match e {
+            FrameError::DecompressionTooLarge { max } if max < limits.change_bytes_max => {
+                FrameError::TooLarge {
+                    what: "change chunks of one sync message after decompression",
+                    len: inflated.saturating_add(max).saturating_add(1),
+                    max: limits.inflated_bytes_per_message_max,
+                }
+            }
+            e => e,
+        })?;
+        inflated = inflated.saturating_add(body_len);
+        if inflated > limits.inflated_bytes_per_message_max {
+            return Err(FrameError::TooLarge {
+                what: "change chunks of one sync message after decompression",
+                len: inflated,
+                max: limits.inflated_bytes_per_message_max,
+            });
+        }
         ops_in_message = ops_in_message.saturating_add(ops);
         check_count(
             "op column values in message",
@@ -287,7 +312,7 @@ pub fn decode_sync_message(bytes: &[u8], limits: &Limits) -> Result<SyncMessage,
 
 /// Validate then decode one change chunk (as stored or sent individually).
 pub fn decode_change(bytes: &[u8], limits: &Limits) -> Result<Change, FrameError> {
-    check_change(bytes, limits).map(|(change, _)| change)
+    check_change(bytes, limits, limits.change_bytes_max).map(|(change, _, _)| change)
 }
 
 /// Encode an outgoing sync message as V1 without the flags section, so that the peer keeps
@@ -303,8 +328,14 @@ pub fn encode_sync_message(mut message: Message) -> Result<Vec<u8>, FrameError> 
     Ok(message.encode())
 }
 
-/// Check a change chunk and decode it; also returns the length of its longest op column.
-fn check_change(bytes: &[u8], limits: &Limits) -> Result<(Change, u64), FrameError> {
+/// Check a change chunk and decode it, inflating at most `inflate_max` bytes (and never more
+/// than `change_bytes_max`); also returns the length of its longest op column and of its data
+/// after decompression.
+fn check_change(
+    bytes: &[u8],
+    limits: &Limits,
+    inflate_max: usize,
+) -> Result<(Change, u64, usize), FrameError> {
     let mut r = Reader::new(bytes);
     if r.take(4, "chunk magic")? != MAGIC_BYTES {
         return Err(FrameError::BadMagic);
@@ -329,17 +360,18 @@ fn check_change(bytes: &[u8], limits: &Limits) -> Result<(Change, u64), FrameErr
             len: r.len(),
         });
     }
-    let ops = if chunk_type == CHUNK_TYPE_COMPRESSED {
-        check_change_body(&inflate(data, limits.change_bytes_max)?, limits)?
+    let (ops, body_len) = if chunk_type == CHUNK_TYPE_COMPRESSED {
+        let body = inflate(data, inflate_max.min(limits.change_bytes_max))?;
+        (check_change_body(&body, limits)?, body.len())
     } else {
-        check_change_body(data, limits)?
+        (check_change_body(data, limits)?, data.len())
     };
     let change = Change::try_from(bytes).map_err(|e| FrameError::Automerge(e.to_string()))?;
     // Automerge's `Change::try_from` never compares the checksum; `load` does.
     if change.hash().0[..4] != *checksum {
         return Err(FrameError::Checksum);
     }
-    Ok((change, ops))
+    Ok((change, ops, body_len))
 }
 
 /// Inflate a raw deflate stream, stopping one byte past `max` so a bomb costs at most `max + 1`.
@@ -1092,6 +1124,39 @@ mod tests {
         assert_eq!(
             decode_change(&bytes, &under).unwrap_err(),
             FrameError::DecompressionTooLarge { max: body_len - 1 }
+        );
+    }
+
+    /// Many compressed chunks, each within `change_bytes_max`, must not add up past the
+    /// message's budget: the budget holds at its boundary, summed after decompression.
+    #[test]
+    fn inflated_bytes_are_budgeted_per_message() {
+        let mut doc = AutoCommit::new();
+        let first = large_change(&mut doc);
+        let second = large_change(&mut doc);
+        let body = |c: &Change| {
+            let raw = c.raw_bytes().len();
+            raw - CHUNK_HEADER_BYTES_MAX.min(raw) + CHUNK_HEADER_BYTES_MAX - 11
+        };
+        let total = body(&first) + body(&second);
+        let chunks = [compressed(first), compressed(second)];
+        let msg = message(&[], &[], &chunks, None);
+        let at = Limits {
+            inflated_bytes_per_message_max: total,
+            ..limits()
+        };
+        assert!(decode_sync_message(&msg, &at).is_ok());
+        let under = Limits {
+            inflated_bytes_per_message_max: total - 1,
+            ..limits()
+        };
+        assert_eq!(
+            decode_sync_message(&msg, &under).unwrap_err(),
+            FrameError::TooLarge {
+                what: "change chunks of one sync message after decompression",
+                len: total,
+                max: total - 1
+            }
         );
     }
 
