@@ -167,7 +167,19 @@ impl Document {
         change_bytes_max: usize,
     ) -> Option<Outgoing> {
         let before = state.sent_hashes.clone();
-        let mut msg = self.automerge_mut().sync().generate_sync_message(state)?;
+        // Automerge panics on some states a peer can put it in (a zero-bit Bloom filter, which
+        // `wire` refuses, is one); a panic here would take the node's network task with it. The
+        // state is then dropped and the session starts afresh.
+        let generated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.automerge_mut().sync().generate_sync_message(state)
+        }));
+        let mut msg = match generated {
+            Ok(msg) => msg?,
+            Err(_) => {
+                *state = sync::State::new();
+                return None;
+            }
+        };
         let total: usize = msg.changes.iter().map(<[u8]>::len).sum();
         if total > change_bytes_max && msg.changes.len() > 1 {
             let mut kept: Vec<Vec<u8>> = Vec::new();
@@ -234,10 +246,21 @@ impl Document {
         let mut message = decoded.message;
         message.changes = sync::ChunkList::empty();
         message.flags = None;
-        self.automerge_mut()
-            .sync()
-            .receive_sync_message(state, message)
-            .map_err(|e| Rejected::Malformed(e.to_string()))?;
+        // Under the same guard as apply: a panic is a refusal of the message, not of the node.
+        let received = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.automerge_mut()
+                .sync()
+                .receive_sync_message(state, message)
+        }));
+        match received {
+            Ok(r) => r.map_err(|e| Rejected::Malformed(e.to_string()))?,
+            Err(_) => {
+                *state = sync::State::new();
+                return Err(Rejected::Malformed(
+                    "Automerge panicked on the sync message's state".to_owned(),
+                ));
+            }
+        }
         Ok(applied)
     }
 }

@@ -1185,6 +1185,36 @@ mod tests {
             decode_sync_message(&msg, &limits()).unwrap_err(),
             FrameError::BloomZeroBits { entries: 1 }
         );
+
+        // Should such a state ever get past the frame checks, `Document` contains the panic:
+        // nothing to send, and a fresh state for the next session.
+        let key = crate::keys::SecretKey::from_seed([9; 32]);
+        let header = crate::doc::Header {
+            network: crate::genesis::NetworkId([1; 32]),
+            kind: crate::kinds::Kind::TaskList,
+            unit: crate::unit::UnitId::new("victim").unwrap(),
+            scope: crate::doc::Scope::Unit,
+            title: "victim".to_owned(),
+            created_at_ms: 0,
+            schema_version: crate::doc::SCHEMA_VERSION,
+            creator: key.public(),
+            period: None,
+        }
+        .sign(&key);
+        let mut document =
+            crate::document::Document::empty(header, automerge::ActorId::from([7u8; 16]));
+        *document.automerge_mut() = doc;
+        let mut state = sync::State::new();
+        document
+            .automerge_mut()
+            .sync()
+            .receive_sync_message(&mut state, Message::decode(&msg).unwrap())
+            .unwrap();
+        assert!(document.generate_sync(&mut state).is_none());
+        assert!(
+            document.generate_sync(&mut state).is_some(),
+            "the next session starts from a fresh state"
+        );
     }
 
     #[test]
