@@ -67,8 +67,11 @@ pub struct Sync {
     pub rounds_per_session_max: u32,
     /// Documents in one inventory.
     pub inventory_docs_max: usize,
-    /// Invalid inputs from one peer before it is disconnected and refused for `ban_ms`.
+    /// Offences (inputs that are the sender's own fault) from one peer within
+    /// `offence_window_ms` before it is disconnected and refused for `ban_ms`.
     pub offences_max: u32,
+    /// Offences older than this no longer count: they decay.
+    pub offence_window_ms: u64,
     pub ban_ms: u64,
     /// Incremental changes kept per document before it is compacted into a snapshot.
     pub compact_after_changes: usize,
@@ -124,6 +127,7 @@ impl Default for Sync {
             rounds_per_session_max: 64,
             inventory_docs_max: 100_000,
             offences_max: 5,
+            offence_window_ms: 10 * 60 * 1000,
             ban_ms: 10 * 60 * 1000,
             compact_after_changes: 512,
         }

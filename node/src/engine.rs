@@ -133,9 +133,32 @@ impl SyncRefused {
         }
     }
 
-    /// Whether this counts against the peer (a storage failure is ours, not theirs).
+    /// Whether this counts against the peer: only what the sender itself got wrong — framing
+    /// that does not decode or breaks a limit, a signature that does not verify, another
+    /// network, a document it should know this node may not hold. What an honest relay cannot
+    /// avoid does not count: content this node refuses under what it knows now (a key it has
+    /// no chain for yet, a revocation or a clock the relay had not seen, an approval not
+    /// arrived), a message racing its hello, and our own storage failures.
     pub fn is_offence(&self) -> bool {
-        !matches!(self, SyncRefused::Storage(_))
+        match self {
+            SyncRefused::Model(r) => matches!(
+                r,
+                Rejected::WrongNetwork { .. }
+                    | Rejected::LimitExceeded { .. }
+                    | Rejected::Malformed(_)
+                    | Rejected::Unsigned { .. }
+                    | Rejected::BadSignature { .. }
+            ),
+            SyncRefused::Certificate(e) => !matches!(e, RecordError::FromTheFuture { .. }),
+            SyncRefused::OutOfScope { .. }
+            | SyncRefused::HeaderMismatch(_)
+            | SyncRefused::Hello(_)
+            | SyncRefused::Unreadable(_) => true,
+            SyncRefused::Header(_)
+            | SyncRefused::UnknownDocument(_)
+            | SyncRefused::NoHello
+            | SyncRefused::Storage(_) => false,
+        }
     }
 }
 
@@ -1916,7 +1939,6 @@ impl Engine {
                         if fresh.is_none() {
                             self.keep_state(peer, &id, state);
                         }
-                        self.metrics.rejection(e.reason());
                         return Err(e.into());
                     }
                 }

@@ -188,6 +188,9 @@ const REDIAL_BACKOFF_MAX_MS: u64 = 10 * 60 * 1000;
 /// grafted into the mesh and nothing is published to it.
 const NON_MEMBER_SCORE: f64 = -100.0;
 
+/// A peer's refusals for one reason are logged as a warning at most once per interval.
+const WARN_INTERVAL: Duration = Duration::from_secs(60);
+
 /// How long a refused peer keeps its connection after its refusal was sent.
 const DROP_GRACE: Duration = Duration::from_millis(300);
 
@@ -206,7 +209,8 @@ struct Peer {
     addresses: HashSet<Multiaddr>,
     rtt_ms: Option<u64>,
     last_seen_ms: Option<i64>,
-    offences: u32,
+    /// When each offence within the last `offence_window_ms` happened: offences decay.
+    offences: std::collections::VecDeque<std::time::Instant>,
     /// When the current connection was established, while its hello is not complete.
     awaiting_hello_since: Option<std::time::Instant>,
     /// Hellos refused in a row (either way). A refused peer is not redialled, unless it is a
@@ -228,6 +232,8 @@ pub struct Net {
     blocked: HashSet<PeerId>,
     /// Peers refused for repeated invalid input, until when (ms). Blocked at the transport.
     bans: HashMap<PeerId, i64>,
+    /// When a refusal of each (peer, reason) was last logged as a warning.
+    warned: HashMap<(PeerId, &'static str), std::time::Instant>,
     /// Peers to drop once the response telling them why has been sent.
     drop_after_response: HashSet<PeerId>,
     /// Peers to drop at a moment: a short grace after their last response, so it is read
@@ -285,6 +291,7 @@ impl Net {
             peers: HashMap::new(),
             blocked: HashSet::new(),
             bans: HashMap::new(),
+            warned: HashMap::new(),
             drop_after_response: HashSet::new(),
             drops_due: Vec::new(),
             topic,
@@ -519,6 +526,7 @@ impl Net {
                     p.in_flight.clear();
                     p.again.clear();
                 }
+                self.warned.retain(|(p, _), _| *p != peer_id);
                 self.shared.engine().peer_gone(&peer_id.to_string());
             }
             SwarmEvent::Behaviour(BehaviourEvent::Sync(e)) => self.sync_event(e),
@@ -888,20 +896,43 @@ impl Net {
         }
     }
 
-    /// Count an invalid input. At `offences_max` the peer is banned for `ban_ms`: blocked at the
-    /// transport, so it can neither stay nor reconnect. `in_request`: we still owe it a response
-    /// (saying why), so the block waits until that is sent.
+    /// A refused input: counted in the metrics under its reason, logged (a warning once per
+    /// peer and reason per [`WARN_INTERVAL`]), and, if it is the sender's own fault
+    /// ([`SyncRefused::is_offence`]), counted against it. At `offences_max` offences within
+    /// `offence_window_ms` the peer is banned for `ban_ms`: blocked at the transport, so it can
+    /// neither stay nor reconnect. `in_request`: we still owe it a response (saying why), so the
+    /// block waits until that is sent.
     fn offence(&mut self, peer: PeerId, e: &SyncRefused, in_request: bool) {
-        warn!(%peer, reason = e.reason(), error = %e, "refused input from peer");
+        let reason = e.reason();
+        self.shared.engine().metrics.rejection(reason);
+        let now = std::time::Instant::now();
+        let quiet = self
+            .warned
+            .get(&(peer, reason))
+            .is_some_and(|t| now.duration_since(*t) < WARN_INTERVAL);
+        if quiet {
+            debug!(%peer, reason, error = %e, "refused input from peer");
+        } else {
+            self.warned.insert((peer, reason), now);
+            warn!(%peer, reason, error = %e, offence = e.is_offence(), "refused input from peer (further refusals for this reason are logged at debug for a minute)");
+        }
         if !e.is_offence() {
             return;
         }
-        let max = self.config.sync.offences_max;
+        let max = self.config.sync.offences_max as usize;
+        let window = Duration::from_millis(self.config.sync.offence_window_ms);
         let p = self.peers.entry(peer).or_default();
-        p.offences += 1;
-        if p.offences >= max {
-            warn!(%peer, offences = p.offences, "disconnecting peer for repeated invalid input");
-            p.offences = 0;
+        while p
+            .offences
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            p.offences.pop_front();
+        }
+        p.offences.push_back(now);
+        if p.offences.len() >= max {
+            warn!(%peer, offences = p.offences.len(), "disconnecting peer for repeated invalid input");
+            p.offences.clear();
             self.bans
                 .insert(peer, now_ms() + self.config.sync.ban_ms as i64);
             self.shared.engine().metrics.disconnects_for_offences.inc();
@@ -1092,7 +1123,7 @@ impl Net {
                 blocked: self.blocked.contains(id),
                 rtt_ms: p.rtt_ms,
                 last_seen_ms: p.last_seen_ms,
-                offences: p.offences,
+                offences: p.offences.len() as u32,
             })
             .collect();
         let n = list

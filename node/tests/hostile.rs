@@ -904,6 +904,23 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
         rows.push(format!("{name}: {}, {health}", outcome.label()));
     }
 
+    // Every refusal above is counted under its reason, those outside the model too.
+    {
+        let text = city.community.shared.engine().metrics.render();
+        for reason in [
+            "out-of-scope",
+            "malformed",
+            "unsigned",
+            "admission",
+            "revoked",
+        ] {
+            assert!(
+                text.contains(&format!("reason=\"{reason}\"")),
+                "no metric for {reason}:\n{text}"
+            );
+        }
+    }
+
     // Another network's hello: refused with the reason, and disconnected.
     {
         let (key, cert) = city.rogue_keys.pop().unwrap();
@@ -986,6 +1003,36 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
             } else {
                 "UNHEALTHY"
             }
+        ));
+    }
+
+    // Refusals an honest relay cannot avoid — a change its author signed after a revocation
+    // the relay had not yet seen — are not offences: more of them than `offences_max` leave
+    // the peer connected.
+    {
+        let before = disconnects_for_offences(&city.community);
+        let mut rogue = city.rogue().await;
+        let mut labels = Vec::new();
+        for i in 0..=OFFENCES_MAX {
+            let (c, s) = city.forge(&city.liqiang, now_ms(), |tx| {
+                duty(tx, &format!("relayed-{i}"))
+            });
+            let outcome = rogue
+                .request(Request::Sync(Box::new(carrying(tasks, &c, vec![s]))))
+                .await;
+            labels.push(outcome.label());
+        }
+        let closed = rogue.closed_within(Duration::from_millis(500)).await;
+        rows.push(format!(
+            "{} relayed refusals: {}, {}, disconnects_for_offences +{}",
+            OFFENCES_MAX + 1,
+            labels.join(", "),
+            if closed {
+                "disconnected"
+            } else {
+                "still connected"
+            },
+            disconnects_for_offences(&city.community) - before
         ));
     }
 
@@ -1091,6 +1138,7 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
         honest change: accepted, heads changed, healthy
         same change again: accepted, heads unchanged, healthy
         message over message_bytes_max: failed, next request hello, healthy
+        4 relayed refusals: rejected revoked, rejected revoked, rejected revoked, rejected revoked, still connected, disconnects_for_offences +0
         3 offences: rejected unsigned, rejected unsigned, rejected unsigned, disconnected, disconnects_for_offences +1
         redial within the ban: refused
         honest edit afterwards: reached the district
