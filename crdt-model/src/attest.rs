@@ -53,9 +53,19 @@ impl Statement {
     /// by `doc_unit`?
     pub fn permits(self, role: Role, unit: &UnitId, kind: UnitKind, doc_unit: &UnitId) -> bool {
         match self {
-            Statement::Reviewed => matches!(role, Role::Reviewer | Role::Admin),
-            Statement::Approved => matches!(role, Role::Approver | Role::Admin),
-            Statement::Rejected => matches!(role, Role::Reviewer | Role::Approver | Role::Admin),
+            // Admission is the district's to decide (seed 000 §一(一)): a review, approval or
+            // rejection counts only from a district-level key of a unit at or above the
+            // request's, whatever other certificates the same key holds.
+            Statement::Reviewed => {
+                matches!(role, Role::Reviewer | Role::Admin) && district_over(unit, kind, doc_unit)
+            }
+            Statement::Approved => {
+                matches!(role, Role::Approver | Role::Admin) && district_over(unit, kind, doc_unit)
+            }
+            Statement::Rejected => {
+                matches!(role, Role::Reviewer | Role::Approver | Role::Admin)
+                    && district_over(unit, kind, doc_unit)
+            }
             Statement::Filed => {
                 matches!(role, Role::Approver | Role::Admin)
                     && unit.is_at_or_above(doc_unit)
@@ -66,6 +76,11 @@ impl Statement {
             }
         }
     }
+}
+
+/// Is `unit` a district at or above `doc_unit`?
+fn district_over(unit: &UnitId, kind: UnitKind, doc_unit: &UnitId) -> bool {
+    kind == UnitKind::District && unit.is_at_or_above(doc_unit)
 }
 
 /// One document's heads as a checkpoint saw them.

@@ -80,6 +80,8 @@ pub enum HeaderError {
     Denied(#[from] Denied),
     #[error(transparent)]
     Record(#[from] crate::cert::RecordError),
+    #[error("the network's directory belongs to its top unit, not to {0}")]
+    DirectoryNotTop(UnitId),
 }
 
 impl Scope {
@@ -192,6 +194,9 @@ impl SignedHeader {
         }
         if h.title.trim().is_empty() || h.title.len() > TITLE_BYTES_MAX {
             return Err(HeaderError::Title);
+        }
+        if h.kind == Kind::Directory && h.unit != trust.genesis().top.id {
+            return Err(HeaderError::DirectoryNotTop(h.unit.clone()));
         }
         h.creator.verify(Domain::Header, h, &self.signature)?;
         let grant = trust.authorize(&h.creator, h.created_at_ms, |unit, role| {

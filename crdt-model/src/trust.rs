@@ -17,7 +17,9 @@
 //! - **The unit tree is data.** A unit exists because a valid registration says so; the top unit
 //!   comes from the genesis. A certificate names a unit by id; the kind every decision uses
 //!   (admission, filing, checkpoints) is the registered one. When several valid registrations of
-//!   one unit disagree, the newest wins (ties: the larger record id), and `conflicts` reports it.
+//!   one unit disagree, the one by the highest authority wins (a root key, then an admin of
+//!   the shallowest unit), then the newest, then the larger record id; `conflicts` reports it.
+//!   So no lower admin can rename what its superior named, whatever time it signs.
 //! - **Validity nests.** A certificate is in force at time t only if it was issued by t, has not
 //!   expired, and the certificate of its issuer that supports it was in force at its issue time
 //!   and is still a link at t. A root key's certificates depend on nothing.
@@ -26,11 +28,13 @@
 //!   stand. Certificates issued after the revocation are untouched, so a higher admin restores a
 //!   key by certifying it again. Certificates the key issued under a cut certificate end at the
 //!   cutoff too, unless the revocation keeps them (`keep_issued`, for a job transfer).
-//! - **Revocations are judged level by level.** A revocation over U counts if its issuer held
-//!   admin authority over U at its time, judged with every revocation over a unit strictly above
-//!   U applied. So a higher admin's revocation of a lower admin voids what the lower admin
-//!   revoked after the cutoff, while two admins of one unit who revoke each other both lose
-//!   (their common superior restores who should stay). This order is what breaks the cycle.
+//! - **Revocations are judged level by level of their issuers.** A revocation over U counts if
+//!   its issuer held admin authority over U at its time. Issuers are taken in order of their
+//!   authority (root keys, then admins of the district, of streets, …), each level judged with
+//!   every revocation of the levels above applied. So a street admin's revocation of a
+//!   community admin voids what that admin revoked after the cutoff, whichever unit either
+//!   revocation names, while two admins of one level who revoke each other both lose (their
+//!   common superior restores who should stay). This order is what breaks the cycle.
 //! - Times are those the statements carry, covered by their signatures; ingest refuses times
 //!   more than the allowed clock skew in the future (`cert::check_not_future`).
 
@@ -74,6 +78,60 @@ struct Derived {
     windows: HashMap<RecordId, Window>,
     /// Revocations that take effect.
     effective: Vec<RecordId>,
+}
+
+/// Who holds admin authority where and when, for judging revocations: per (key, unit) the
+/// windows of its chain-valid admin certificates, sorted by start, with the running maximum of
+/// their ends, so "in force at t" is one binary search.
+struct AdminIndex<'a> {
+    windows: HashMap<(PublicKey, &'a UnitId), Vec<(i64, i64)>>,
+}
+
+impl<'a> AdminIndex<'a> {
+    fn new(trust: &'a Trust, windows: &HashMap<RecordId, Window>) -> AdminIndex<'a> {
+        let mut by: HashMap<(PublicKey, &'a UnitId), Vec<(i64, i64)>> = HashMap::new();
+        for (id, w) in windows {
+            let c = &trust.certs[id].body;
+            if c.role == Role::Admin {
+                by.entry((c.subject, &c.unit))
+                    .or_default()
+                    .push((w.start, w.acts_end));
+            }
+        }
+        for list in by.values_mut() {
+            list.sort_unstable();
+            for i in 1..list.len() {
+                list[i].1 = list[i].1.max(list[i - 1].1);
+            }
+        }
+        AdminIndex { windows: by }
+    }
+
+    /// The level of `key`'s admin authority over `unit` at `at_ms`: 0 for a root key, else the
+    /// depth of the highest unit at or above `unit` it is an admin of then; `None` if none.
+    fn level(
+        &self,
+        genesis: &Genesis,
+        key: &PublicKey,
+        unit: &UnitId,
+        at_ms: i64,
+    ) -> Option<usize> {
+        if genesis.is_root(key) {
+            return Some(0);
+        }
+        let mut best = None;
+        let mut u = Some(unit.clone());
+        while let Some(cur) = u {
+            if let Some(list) = self.windows.get(&(*key, &cur)) {
+                let n = list.partition_point(|(start, _)| *start <= at_ms);
+                if n > 0 && list[n - 1].1 > at_ms {
+                    best = Some(cur.depth());
+                }
+            }
+            u = cur.parent();
+        }
+        best
+    }
 }
 
 /// The records a node knows, with verdicts kept current on every insert.
@@ -334,18 +392,21 @@ impl Trust {
             .is_some_and(|w| w.acts_at(at_ms))
     }
 
-    /// Has an effective revocation reached any certificate of this key?
+    /// Is this key revoked wherever it held authority: every chain-valid certificate of it cut by
+    /// an effective revocation? (A revocation of one certificate, say one a lower admin gave a
+    /// superior, does not make the key read as revoked: see [`Trust::revoked_from`].)
     pub fn is_revoked(&self, key: &PublicKey) -> bool {
-        self.certificates_of(key).iter().any(|(id, _)| {
-            self.derived
-                .windows
-                .get(id)
-                .is_some_and(|w| w.revoked_from.is_some())
-        }) || self
-            .derived
-            .effective
+        let valid: Vec<&Window> = self
+            .certificates_of(key)
             .iter()
-            .any(|id| self.revocations[id].body.key == *key)
+            .filter_map(|(id, _)| self.derived.windows.get(id))
+            .collect();
+        !valid.is_empty() && valid.iter().all(|w| w.revoked_from.is_some())
+    }
+
+    /// From when an effective revocation cuts this certificate, if one does.
+    pub fn revoked_from(&self, cert: &RecordId) -> Option<i64> {
+        self.derived.windows.get(cert).and_then(|w| w.revoked_from)
     }
 
     /// The certificates that prove `key`'s authority, up to the root: what a peer needs to
@@ -485,24 +546,36 @@ impl Trust {
     /// bulk inserts should come as one batch.
     fn recompute(&mut self) {
         let mut effective: Vec<RecordId> = Vec::new();
-        let mut by_depth: BTreeMap<usize, Vec<RecordId>> = BTreeMap::new();
-        for (id, r) in &self.revocations {
-            by_depth.entry(r.body.unit.depth()).or_default().push(*id);
-        }
-        for (_, ids) in by_depth {
-            // Judge this level's revocations with those above it applied.
+        // Revocations yet to judge; those of a root key never count (the genesis fixes them).
+        let mut pending: Vec<RecordId> = self
+            .revocations
+            .iter()
+            .filter(|(_, r)| !self.genesis.is_root(&r.body.key))
+            .map(|(id, _)| *id)
+            .collect();
+        // Level by level of the issuer's authority (0: a root key; d: an admin certificate for
+        // a unit d deep), each judged with every revocation of the levels above applied. A
+        // revocation only ever takes authority away, so an issuer's level can only sink as
+        // levels are applied, and one without authority never regains it.
+        for level in 0..=UNIT_DEPTH_MAX {
+            if pending.is_empty() {
+                break;
+            }
             let (units, windows) = self.derive(&effective);
-            for id in ids {
+            let admins = AdminIndex::new(self, &windows);
+            let mut later = Vec::new();
+            for id in pending {
                 let b = &self.revocations[&id].body;
-                if self.genesis.is_root(&b.key) {
-                    continue; // root keys are fixed by the genesis
+                if !units.contains_key(&b.unit) {
+                    continue;
                 }
-                let ok = units.contains_key(&b.unit)
-                    && self.admin_at(&b.issuer, &b.unit, b.at_ms, &windows);
-                if ok {
-                    effective.push(id);
+                match admins.level(&self.genesis, &b.issuer, &b.unit, b.at_ms) {
+                    Some(l) if l <= level => effective.push(id),
+                    Some(_) => later.push(id),
+                    None => {}
                 }
             }
+            pending = later;
         }
         let (units, windows) = self.derive(&effective);
         let registered_by = self.winners(&units, &windows);
@@ -514,20 +587,27 @@ impl Trust {
         };
     }
 
-    /// Does `key` hold admin authority over `unit` (at it or above it) at `at_ms`?
-    fn admin_at(
+    /// The level of `key`'s admin authority over `unit` (at it or above it) at `at_ms`: 0 for
+    /// a root key, else the depth of the highest such unit; `None` if it holds none.
+    fn admin_level(
         &self,
         key: &PublicKey,
         unit: &UnitId,
         at_ms: i64,
         windows: &HashMap<RecordId, Window>,
-    ) -> bool {
-        self.genesis.is_root(key)
-            || self.certificates_of(key).iter().any(|(id, c)| {
+    ) -> Option<usize> {
+        if self.genesis.is_root(key) {
+            return Some(0);
+        }
+        self.certificates_of(key)
+            .iter()
+            .filter(|(id, c)| {
                 c.body.role == Role::Admin
                     && c.body.unit.is_at_or_above(unit)
                     && windows.get(id).is_some_and(|w| w.acts_at(at_ms))
             })
+            .map(|(_, c)| c.body.unit.depth())
+            .min()
     }
 
     fn registration_valid(
@@ -544,7 +624,26 @@ impl Trust {
             return false;
         };
         b.unit.kind.parent_kind() == Some(parent_unit.kind)
-            && self.admin_at(&b.issuer, &parent, b.at_ms, windows)
+            && self
+                .admin_level(&b.issuer, &parent, b.at_ms, windows)
+                .is_some()
+    }
+
+    /// How a valid registration ranks against the others of its unit: the higher its issuer's
+    /// authority the better (so no lower admin can outrank its superior's naming, whatever
+    /// time it signs), then the newer, then the larger id. `None` if it is not valid.
+    fn registration_rank(
+        &self,
+        reg: &Registration,
+        units: &BTreeMap<UnitId, Unit>,
+        windows: &HashMap<RecordId, Window>,
+    ) -> Option<(std::cmp::Reverse<usize>, i64, RecordId)> {
+        if !self.registration_valid(reg, units, windows) {
+            return None;
+        }
+        let parent = reg.body.unit.id.parent()?;
+        let level = self.admin_level(&reg.body.issuer, &parent, reg.body.at_ms, windows)?;
+        Some((std::cmp::Reverse(level), reg.body.at_ms, reg.id()))
     }
 
     /// The winning valid registration of each unit below the top: the newest, then the larger
@@ -554,17 +653,65 @@ impl Trust {
         units: &BTreeMap<UnitId, Unit>,
         windows: &HashMap<RecordId, Window>,
     ) -> HashMap<UnitId, RecordId> {
-        let mut best: HashMap<UnitId, (i64, RecordId)> = HashMap::new();
-        for (id, reg) in &self.registrations {
-            if !self.registration_valid(reg, units, windows) {
+        let mut best: HashMap<UnitId, (std::cmp::Reverse<usize>, i64, RecordId)> = HashMap::new();
+        for reg in self.registrations.values() {
+            let Some(rank) = self.registration_rank(reg, units, windows) else {
                 continue;
-            }
-            let rank = (reg.body.at_ms, *id);
+            };
             best.entry(reg.body.unit.id.clone())
                 .and_modify(|b| *b = (*b).max(rank))
                 .or_insert(rank);
         }
-        best.into_iter().map(|(u, (_, id))| (u, id)).collect()
+        best.into_iter().map(|(u, (_, _, id))| (u, id)).collect()
+    }
+
+    /// Each certificate `effective` revocations cut: (the earliest cutoff of any that reaches
+    /// it, the earliest of those that do not keep what it issued). A revocation reaches the
+    /// revoked key's certificates for its unit and the units below, issued by its time. Per key
+    /// and unit the revocations are sorted by time with suffix minima, so the cost grows with
+    /// (revocations + certificates) × log, not with their product.
+    fn cuts(&self, effective: &[RecordId]) -> HashMap<RecordId, (i64, i64)> {
+        // key → unit → [(at, cutoff, cutoff if it does not keep what was issued)], by `at`.
+        type Cut = (i64, i64, i64);
+        let mut by_key: HashMap<PublicKey, HashMap<&UnitId, Vec<Cut>>> = HashMap::new();
+        for rid in effective {
+            let r = &self.revocations[rid].body;
+            let ends = if r.keep_issued { i64::MAX } else { r.cutoff_ms };
+            by_key
+                .entry(r.key)
+                .or_default()
+                .entry(&r.unit)
+                .or_default()
+                .push((r.at_ms, r.cutoff_ms, ends));
+        }
+        for units in by_key.values_mut() {
+            for list in units.values_mut() {
+                list.sort_unstable();
+                // Suffix minima: from each position on, the earliest cutoffs.
+                for i in (0..list.len().saturating_sub(1)).rev() {
+                    list[i].1 = list[i].1.min(list[i + 1].1);
+                    list[i].2 = list[i].2.min(list[i + 1].2);
+                }
+            }
+        }
+        let mut cuts: HashMap<RecordId, (i64, i64)> = HashMap::new();
+        for (key, units) in &by_key {
+            for (cid, c) in self.certificates_of(key) {
+                let mut unit = Some(c.body.unit.clone());
+                while let Some(u) = unit {
+                    if let Some(list) = units.get(&u) {
+                        let first = list.partition_point(|(at, _, _)| *at < c.body.issued_at_ms);
+                        if let Some((_, cutoff, ends)) = list.get(first) {
+                            let e = cuts.entry(cid).or_insert((i64::MAX, i64::MAX));
+                            e.0 = e.0.min(*cutoff);
+                            e.1 = e.1.min(*ends);
+                        }
+                    }
+                    unit = u.parent();
+                }
+            }
+        }
+        cuts
     }
 
     /// The registered tree and the certificates' windows, with `effective` revocations applied.
@@ -572,21 +719,7 @@ impl Trust {
         &self,
         effective: &[RecordId],
     ) -> (BTreeMap<UnitId, Unit>, HashMap<RecordId, Window>) {
-        // Each cut certificate: (earliest cutoff of any revocation, earliest of those that do
-        // not keep what it issued).
-        let mut cuts: HashMap<RecordId, (i64, i64)> = HashMap::new();
-        for rid in effective {
-            let r = &self.revocations[rid].body;
-            for (cid, c) in self.certificates_of(&r.key) {
-                if r.unit.is_at_or_above(&c.body.unit) && c.body.issued_at_ms <= r.at_ms {
-                    let e = cuts.entry(cid).or_insert((i64::MAX, i64::MAX));
-                    e.0 = e.0.min(r.cutoff_ms);
-                    if !r.keep_issued {
-                        e.1 = e.1.min(r.cutoff_ms);
-                    }
-                }
-            }
-        }
+        let cuts = self.cuts(effective);
         let mut units: BTreeMap<UnitId, Unit> = BTreeMap::new();
         units.insert(self.genesis.top.id.clone(), self.genesis.top.clone());
         let mut windows: HashMap<RecordId, Window> = HashMap::new();
@@ -607,20 +740,20 @@ impl Trust {
                 .values()
                 .filter(|r| r.body.unit.id.depth() == depth + 1)
                 .collect();
-            let mut best: BTreeMap<UnitId, (i64, RecordId, &Registration)> = BTreeMap::new();
+            type Rank = (std::cmp::Reverse<usize>, i64, RecordId);
+            let mut best: BTreeMap<UnitId, (Rank, &Registration)> = BTreeMap::new();
             for reg in next {
-                if !self.registration_valid(reg, &units, &windows) {
+                let Some(rank) = self.registration_rank(reg, &units, &windows) else {
                     continue;
-                }
-                let rank = (reg.body.at_ms, reg.id());
+                };
                 match best.get(&reg.body.unit.id) {
-                    Some((at, id, _)) if (*at, *id) >= rank => {}
+                    Some((r, _)) if *r >= rank => {}
                     _ => {
-                        best.insert(reg.body.unit.id.clone(), (rank.0, rank.1, reg));
+                        best.insert(reg.body.unit.id.clone(), (rank, reg));
                     }
                 }
             }
-            for (id, (_, _, reg)) in best {
+            for (id, (_, reg)) in best {
                 units.insert(id, reg.body.unit.clone());
             }
         }

@@ -210,7 +210,7 @@ pub struct CertView {
     /// In force now (issued, not expired, not revoked, its chain in force).
     #[serde(default)]
     pub in_force: bool,
-    /// Its subject key is revoked.
+    /// An effective revocation cuts this certificate (from some cutoff on).
     pub revoked: bool,
     pub expired: bool,
 }
@@ -1205,7 +1205,7 @@ async fn certs(State(app): State<App>) -> Result<Json<Vec<CertView>>, ApiError> 
                     expires_at_ms: b.expires_at_ms,
                     chain_valid: trust.is_chain_valid(id),
                     in_force: trust.in_force(id, now),
-                    revoked: trust.is_revoked(&b.subject),
+                    revoked: trust.revoked_from(id).is_some(),
                     expired: b.expires_at_ms <= now,
                 }
             })
