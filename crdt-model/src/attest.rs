@@ -233,10 +233,14 @@ impl Index {
         self.by_id.iter()
     }
 
-    /// Attestations about `doc` whose issuer had the authority, oldest first.
+    /// Attestations about `doc`, owned by `doc_unit` (the unit its header names), whose issuer
+    /// had the authority, oldest first. An attestation that names another unit as the
+    /// document's is not about this document as it is: authority is judged against the unit an
+    /// attestation states, which its issuer chose.
     pub fn valid_for<'a>(
         &'a self,
         doc: &DocId,
+        doc_unit: &UnitId,
         trust: &Trust,
     ) -> Vec<(RecordId, &'a Attestation, Grant)> {
         let mut out: Vec<_> = self
@@ -246,6 +250,9 @@ impl Index {
             .flatten()
             .filter_map(|id| {
                 let att = self.by_id.get(id)?;
+                if att.body.doc_unit != *doc_unit {
+                    return None;
+                }
                 att.check(trust).ok().map(|g| (*id, att, g))
             })
             .collect();

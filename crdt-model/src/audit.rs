@@ -147,7 +147,7 @@ impl Document {
         let graph: HashMap<ChangeHash, Vec<ChangeHash>> =
             metas.iter().map(|(h, d, _, _)| (*h, d.clone())).collect();
 
-        let valid_atts = index.valid_for(&id, trust);
+        let valid_atts = index.valid_for(&id, &self.header().header.unit, trust);
         let mut covers: HashMap<ChangeHash, Vec<String>> = HashMap::new();
         let mut attestations = Vec::new();
         for (aid, att, grant) in &valid_atts {
@@ -252,7 +252,7 @@ impl Document {
     pub fn filing(&mut self, trust: &Trust, index: &attest::Index) -> Filing {
         let id = self.id();
         let Some((aid, att, grant)) = index
-            .valid_for(&id, trust)
+            .valid_for(&id, &self.header().header.unit, trust)
             .into_iter()
             .rfind(|(_, a, _)| a.body.statement == Statement::Filed)
         else {

@@ -77,7 +77,7 @@ struct Derived {
     /// Chain-valid certificates and when they are in force.
     windows: HashMap<RecordId, Window>,
     /// Revocations that take effect.
-    effective: Vec<RecordId>,
+    effective: HashSet<RecordId>,
 }
 
 /// Who holds admin authority where and when, for judging revocations: per (key, unit) the
@@ -412,20 +412,47 @@ impl Trust {
     /// The certificates that prove `key`'s authority, up to the root: what a peer needs to
     /// judge this key's signatures (with [`Trust::registrations_for`]).
     pub fn chain_of(&self, key: &PublicKey) -> Vec<Certificate> {
+        self.chain_of_where(key, |_| true)
+    }
+
+    /// [`Trust::chain_of`] for the key's certificates that `wanted` picks (a node's hello
+    /// proves only its node certificate for its own unit, whatever else it has been given).
+    pub fn chain_of_where(
+        &self,
+        key: &PublicKey,
+        wanted: impl Fn(&Certificate) -> bool,
+    ) -> Vec<Certificate> {
+        // Only what proves something: the key's chain-valid certificates, and for each the
+        // issuer's admin certificates that supported it (at or above its unit, in force when
+        // it was issued), and so on up. Certificates anyone else signed naming a key are not
+        // its chain, so no one can make a key's chain — or the hello that carries it — grow.
         let mut out: Vec<Certificate> = Vec::new();
         let mut seen = HashSet::new();
-        let mut todo = vec![*key];
-        while let Some(k) = todo.pop() {
+        let mut todo: Vec<(PublicKey, Option<(&UnitId, i64)>)> = vec![(*key, None)];
+        while let Some((k, supports)) = todo.pop() {
             for (id, cert) in self.certificates_of(&k) {
+                let Some(w) = self.derived.windows.get(&id) else {
+                    continue;
+                };
+                match supports {
+                    None if !wanted(cert) => continue,
+                    None => {}
+                    Some((unit, at)) => {
+                        let b = &cert.body;
+                        if b.role != Role::Admin || !b.unit.is_at_or_above(unit) || !w.acts_at(at) {
+                            continue;
+                        }
+                    }
+                }
                 if seen.insert(id) {
                     if !self.genesis.is_root(&cert.body.issuer) {
-                        todo.push(cert.body.issuer);
+                        todo.push((
+                            cert.body.issuer,
+                            Some((&cert.body.unit, cert.body.issued_at_ms)),
+                        ));
                     }
                     out.push(cert.clone());
                 }
-            }
-            if seen.len() > 10_000 {
-                break;
             }
         }
         out
@@ -450,19 +477,23 @@ impl Trust {
 
     /// Units whose valid registrations disagree, with the one that wins.
     pub fn conflicts(&self) -> Vec<Conflict> {
+        let mut by_unit: HashMap<&UnitId, Vec<(&RecordId, &Registration)>> = HashMap::new();
+        for (id, r) in &self.registrations {
+            by_unit.entry(&r.body.unit.id).or_default().push((id, r));
+        }
         let mut out = Vec::new();
         for (unit, winner) in &self.derived.registered_by {
             let won = &self.registrations[winner].body.unit;
-            let losers: Vec<RecordId> = self
-                .registrations
-                .iter()
+            let losers: Vec<RecordId> = by_unit
+                .get(unit)
+                .into_iter()
+                .flatten()
                 .filter(|(id, r)| {
                     *id != winner
-                        && &r.body.unit.id == unit
                         && (r.body.unit.kind != won.kind || r.body.unit.name != won.name)
                         && self.registration_valid(r, &self.derived.units, &self.derived.windows)
                 })
-                .map(|(id, _)| *id)
+                .map(|(id, _)| **id)
                 .collect();
             if !losers.is_empty() {
                 out.push(Conflict {
@@ -583,7 +614,7 @@ impl Trust {
             units,
             registered_by,
             windows,
-            effective,
+            effective: effective.into_iter().collect(),
         };
     }
 

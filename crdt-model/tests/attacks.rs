@@ -436,7 +436,9 @@ fn a_community_admin_cannot_reject_a_district_request() {
     net.attestations
         .insert(veto.clone(), &net.trust.network())
         .unwrap();
-    let valid = net.attestations.valid_for(&district_list, &net.trust);
+    let valid = net
+        .attestations
+        .valid_for(&district_list, &net.district.id, &net.trust);
     assert!(
         valid.is_empty(),
         "a community admin's rejection of the district's request is valid (granted as {:?})",

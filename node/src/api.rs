@@ -1093,7 +1093,16 @@ async fn attestations(
             .filter(|(_, a)| doc.is_none_or(|d| a.body.doc == d))
             .map(|(id, a)| {
                 let b = &a.body;
-                let check = a.check(trust);
+                // Judged against the unit the document's header names, where this node holds
+                // it: the unit an attestation states is its issuer's claim.
+                let owner = e.doc(&b.doc).ok().map(|d| d.header().header.unit.clone());
+                let check = match owner {
+                    Some(owner) if owner != b.doc_unit => Err(format!(
+                        "it names {} as the document's unit, but the document belongs to {owner}",
+                        b.doc_unit
+                    )),
+                    _ => a.check(trust).map_err(|e| e.to_string()),
+                };
                 let (holder, issuer_unit) = match &check {
                     Ok(g) => (Some(g.holder.clone()), Some(g.unit.to_string())),
                     Err(_) => (None, None),
@@ -1112,7 +1121,7 @@ async fn attestations(
                     note: b.note.clone(),
                     n_checkpoint_docs: b.checkpoint.len(),
                     valid: check.is_ok(),
-                    reason: check.err().map(|e| e.to_string()),
+                    reason: check.err(),
                 }
             })
             .collect();

@@ -72,6 +72,11 @@ pub struct Sync {
     pub offences_max: u32,
     /// Offences older than this no longer count: they decay.
     pub offence_window_ms: u64,
+    /// Requests one peer may make per second, sustained, after a burst of up to
+    /// `requests_burst_max` (a cold sync opens a session per differing document at once).
+    /// Beyond, each is answered `rate-limited` (not an offence) without being looked at.
+    pub requests_per_second_max: u32,
+    pub requests_burst_max: u32,
     pub ban_ms: u64,
     /// Incremental changes kept per document before it is compacted into a snapshot.
     pub compact_after_changes: usize,
@@ -128,6 +133,8 @@ impl Default for Sync {
             inventory_docs_max: 100_000,
             offences_max: 5,
             offence_window_ms: 10 * 60 * 1000,
+            requests_per_second_max: 200,
+            requests_burst_max: 2_000,
             ban_ms: 10 * 60 * 1000,
             compact_after_changes: 512,
         }

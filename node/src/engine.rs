@@ -110,10 +110,15 @@ pub enum SyncRefused {
     Certificate(#[from] RecordError),
     #[error("hello refused: {0}")]
     Hello(String),
+    /// Not counted as an offence: an honest node's chain could grow past the bound.
+    #[error("hello refused: {0}")]
+    HelloTooLarge(String),
     #[error("unreadable request: {0}")]
     Unreadable(String),
     #[error("the peer has not said hello")]
     NoHello,
+    #[error("more than {0} requests a second from this peer; try again shortly")]
+    RateLimited(u32),
     #[error("storage failed: {0}")]
     Storage(String),
 }
@@ -126,9 +131,10 @@ impl SyncRefused {
             SyncRefused::UnknownDocument(_) => "unknown-document",
             SyncRefused::Header(_) | SyncRefused::HeaderMismatch(_) => "bad-header",
             SyncRefused::Certificate(_) => "bad-certificate",
-            SyncRefused::Hello(_) => "bad-hello",
+            SyncRefused::Hello(_) | SyncRefused::HelloTooLarge(_) => "bad-hello",
             SyncRefused::Unreadable(_) => "unreadable",
             SyncRefused::NoHello => "no-hello",
+            SyncRefused::RateLimited(_) => "rate-limited",
             SyncRefused::Storage(_) => "storage",
         }
     }
@@ -157,6 +163,8 @@ impl SyncRefused {
             SyncRefused::Header(_)
             | SyncRefused::UnknownDocument(_)
             | SyncRefused::NoHello
+            | SyncRefused::RateLimited(_)
+            | SyncRefused::HelloTooLarge(_)
             | SyncRefused::Storage(_) => false,
         }
     }
@@ -1148,6 +1156,15 @@ impl Engine {
 
     /// Add certificates to trust and store, and to the directory if this node holds it.
     pub fn import_certificates(&mut self, certs: Vec<Certificate>) -> Result<Vec<RecordId>, Error> {
+        let now = now_ms();
+        for c in &certs {
+            linli_crdt_model::cert::check_not_future(
+                "certificate",
+                c.body.issued_at_ms,
+                now,
+                self.limits.clock_skew_ms_max,
+            )?;
+        }
         let ids = self.trust.insert_certificates(certs.clone())?;
         for c in &certs {
             self.store.put_certificate(c)?;
@@ -1161,6 +1178,15 @@ impl Engine {
         &mut self,
         regs: Vec<Registration>,
     ) -> Result<Vec<RecordId>, Error> {
+        let now = now_ms();
+        for r in &regs {
+            linli_crdt_model::cert::check_not_future(
+                "registration",
+                r.body.at_ms,
+                now,
+                self.limits.clock_skew_ms_max,
+            )?;
+        }
         let ids = self.trust.insert_registrations(regs.clone())?;
         for r in &regs {
             self.store.put_registration(r)?;
@@ -1295,10 +1321,24 @@ impl Engine {
     /// logged, not fatal: the record is still in the document that carried it. Returns whether
     /// anything was new.
     fn learn_trust(&mut self, records: &[TrustRecord]) -> Result<bool, RecordError> {
+        // A signed time ahead of the clock would rank as the newest for as long as it lies
+        // ahead (a registration), so such a record is set aside — only it, not the message
+        // that carried it, which may hold what an honest peer needs: it comes again (in its
+        // ledger, or the next message) once this clock has reached it.
+        let now = now_ms();
         let mut regs = Vec::new();
         let mut certs = Vec::new();
         let mut revs = Vec::new();
         for r in records {
+            if let Err(e) = linli_crdt_model::cert::check_not_future(
+                r.what(),
+                r.at_ms(),
+                now,
+                self.limits.clock_skew_ms_max,
+            ) {
+                tracing::debug!(record = %r.id(), error = %e, "setting aside a trust record dated ahead");
+                continue;
+            }
             match r {
                 TrustRecord::Registration(x) => regs.push(x.clone()),
                 TrustRecord::Certificate(x) => certs.push(x.clone()),
@@ -1551,7 +1591,9 @@ impl Engine {
                 {
                     continue;
                 }
-                let valid = self.attestations.valid_for(did, &self.trust);
+                let valid =
+                    self.attestations
+                        .valid_for(did, &doc.header().header.unit, &self.trust);
                 let find = |s: Statement| {
                     valid
                         .iter()
@@ -1567,9 +1609,11 @@ impl Engine {
                 if let (Some(review), Some(approval)) =
                     (find(Statement::Reviewed), find(Statement::Approved))
                 {
-                    let rejected = valid.iter().any(|(_, a, _)| {
+                    // Only the district rejects (`Statement::permits` says so too).
+                    let rejected = valid.iter().any(|(_, a, g)| {
                         a.body.statement == Statement::Rejected
                             && a.body.subject.as_deref() == Some(rid.as_str())
+                            && g.unit_kind == UnitKind::District
                     });
                     if !rejected {
                         todo.push((did.to_string(), rid.clone(), req.clone(), review, approval));
@@ -1604,7 +1648,12 @@ impl Engine {
 
     /// Our hello to a peer.
     pub fn hello(&self) -> Hello {
-        let chain = self.trust.chain_of(&self.keys.node().public());
+        // The node certificate for this unit and what supports it: nothing another admin
+        // certified this key for elsewhere, which no peer needs and anyone could multiply.
+        let unit = &self.unit.id;
+        let chain = self.trust.chain_of_where(&self.keys.node().public(), |c| {
+            c.body.role == Role::Node && c.body.unit == *unit
+        });
         Hello {
             network: self.trust.network(),
             protocol_version: PROTOCOL_VERSION,
@@ -1634,7 +1683,7 @@ impl Engine {
             )));
         }
         if hello.chain.len() > HELLO_RECORDS_MAX || hello.registrations.len() > HELLO_RECORDS_MAX {
-            return Err(SyncRefused::Hello(format!(
+            return Err(SyncRefused::HelloTooLarge(format!(
                 "a hello carries at most {HELLO_RECORDS_MAX} certificates and as many \
                  registrations (this one {} and {})",
                 hello.chain.len(),

@@ -232,6 +232,8 @@ pub struct Net {
     blocked: HashSet<PeerId>,
     /// Peers refused for repeated invalid input, until when (ms). Blocked at the transport.
     bans: HashMap<PeerId, i64>,
+    /// Requests per peer (`sync.requests_per_second_max`, `sync.requests_burst_max`).
+    requests: governor::DefaultKeyedRateLimiter<PeerId>,
     /// When a refusal of each (peer, reason) was last logged as a warning.
     warned: HashMap<(PeerId, &'static str), std::time::Instant>,
     /// Peers to drop once the response telling them why has been sent.
@@ -284,7 +286,15 @@ impl Net {
                     .map_err(|e| format!("bootstrap address {a:?}: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let per_second = std::num::NonZeroU32::new(config.sync.requests_per_second_max)
+            .ok_or("sync.requests_per_second_max must be at least 1")?;
+        let burst = std::num::NonZeroU32::new(config.sync.requests_burst_max)
+            .ok_or("sync.requests_burst_max must be at least 1")?;
+        let requests = governor::RateLimiter::keyed(
+            governor::Quota::per_second(per_second).allow_burst(burst),
+        );
         Ok(Net {
+            requests,
             swarm,
             shared,
             commands,
@@ -649,6 +659,11 @@ impl Net {
     fn request(&mut self, peer: PeerId, request: Request) -> Response {
         let size = request_size(&request);
         self.shared.engine().metrics.bytes_in.inc_by(size);
+        if self.requests.check_key(&peer).is_err() {
+            let e = SyncRefused::RateLimited(self.config.sync.requests_per_second_max);
+            self.offence(peer, &e, true);
+            return rejected(&e);
+        }
         let response = match request {
             Request::Hello(hello) => match self.hello(peer, &hello) {
                 Ok(()) => Response::Hello(self.shared.engine().hello()),
@@ -1074,6 +1089,8 @@ impl Net {
     }
 
     fn anti_entropy(&mut self) {
+        // Forget the rate limits of peers that have been quiet long enough to be full again.
+        self.requests.retain_recent();
         // A connected peer whose hello never completed (the request went down with a connection
         // that closed under it) is greeted again rather than left silent.
         let unhelloed: Vec<PeerId> = self

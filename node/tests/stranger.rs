@@ -30,6 +30,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HELLO_TIMEOUT_MS: u64 = 1_500;
 const REDIAL_MS: u64 = 200;
+/// Requests a peer may make at once, and then per second.
+const REQUESTS_BURST: u32 = 8;
+const REQUESTS_PER_SECOND: u32 = 2;
 
 #[derive(NetworkBehaviour)]
 struct StrangerBehaviour {
@@ -90,6 +93,8 @@ fn config(u: &Unit) -> Config {
     c.network.hello_timeout_ms = HELLO_TIMEOUT_MS;
     c.network.redial_interval_ms = REDIAL_MS;
     c.sync.anti_entropy_interval_ms = 500;
+    c.sync.requests_per_second_max = REQUESTS_PER_SECOND;
+    c.sync.requests_burst_max = REQUESTS_BURST;
     c.checkpoint.interval_ms = 0;
     c
 }
@@ -143,7 +148,8 @@ struct Seen {
     gossip_messages: usize,
     disconnected_after: Option<Duration>,
     incoming_connections: usize,
-    hello_answers: Vec<String>,
+    /// The node's answers to our requests, in order.
+    answers: Vec<String>,
 }
 
 async fn drive(
@@ -179,7 +185,7 @@ async fn drive(
                         message: request_response::Message::Response { response, .. },
                         ..
                     },
-                )) => seen.hello_answers.push(match response {
+                )) => seen.answers.push(match response {
                     Response::Rejected { reason, .. } => format!("rejected {reason}"),
                     Response::Hello(_) => "hello".to_owned(),
                     _ => "other".to_owned(),
@@ -374,7 +380,7 @@ async fn hellos_that_fail_store_nothing() {
             },
         )
         .await;
-        answers.extend(seen.hello_answers);
+        answers.extend(seen.answers);
     }
     assert_eq!(answers, ["rejected bad-hello", "rejected bad-hello"]);
     assert_eq!(n_certs(), before, "a refused hello stored certificates");
@@ -394,5 +400,56 @@ async fn hellos_that_fail_store_nothing() {
         .map(|(_, c)| c.body.holder.clone())
         .collect();
     assert!(!known.iter().any(|h| h.starts_with("伪造")), "{known:?}");
+    node.stop().await;
+}
+
+/// A request flood: as many requests as `requests_burst_max` at once are answered (here:
+/// refused for want of a hello, which is not an offence), the next is refused as rate-limited
+/// without being looked at, and the node's API keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_flood_is_rate_limited_at_its_boundary() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = district(dir.path()).await;
+    let key = keystore::generate_key();
+    let mut swarm = stranger_swarm(&key);
+    swarm.dial(node.dial_addr().unwrap()).unwrap();
+    let node_id = node.peer_id;
+    let mut seen = Seen::default();
+    let mut sent = false;
+    drive(
+        &mut swarm,
+        node_id,
+        Duration::from_millis(1_000),
+        Instant::now(),
+        &mut seen,
+        |s| {
+            if !sent && s.is_connected(&node_id) {
+                for _ in 0..=REQUESTS_BURST {
+                    s.behaviour_mut()
+                        .sync
+                        .send_request(&node_id, Request::Inventory(protocol::Inventory::default()));
+                }
+                sent = true;
+            }
+        },
+    )
+    .await;
+    let limited = seen
+        .answers
+        .iter()
+        .filter(|a| *a == "rejected rate-limited")
+        .count();
+    let answered = seen
+        .answers
+        .iter()
+        .filter(|a| *a == "rejected no-hello")
+        .count();
+    assert_eq!(
+        (answered, limited),
+        (REQUESTS_BURST as usize, 1),
+        "{:?}",
+        seen.answers
+    );
+    assert!(api_latency(&node).await.is_some(), "the API answers");
     node.stop().await;
 }
