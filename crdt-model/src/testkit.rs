@@ -7,11 +7,14 @@
 use automerge::ActorId;
 
 use crate::attest;
-use crate::cert::{CertBody, Certificate, Registration, RegistrationBody, Role};
+use crate::cert::{
+    CertBody, Certificate, Registration, RegistrationBody, Revocation, RevocationBody, Role,
+    TrustRecord,
+};
 use crate::doc::{self, Header, SCHEMA_VERSION};
 use crate::document::{ChangeSignature, Context, Document, EditRefused, Limits};
 use crate::genesis::Genesis;
-use crate::keys::SecretKey;
+use crate::keys::{PublicKey, SecretKey};
 use crate::kinds::{self, Kind};
 use crate::trust::Trust;
 use crate::unit::{Unit, UnitId, UnitKind};
@@ -97,15 +100,135 @@ pub fn cert(
 /// Register `unit` as signed by `issuer` (an admin of its parent or above), a minute after the
 /// fixture certificates were issued.
 pub fn register(trust: &Trust, issuer: &SecretKey, unit: &Unit) -> Registration {
-    Registration::issue(
-        RegistrationBody {
+    registration(trust, issuer, unit.clone(), T0 - DAY + 60_000)
+}
+
+/// A certificate with every field chosen, whatever its authority: for attack tests.
+#[allow(clippy::too_many_arguments, reason = "one argument per field")]
+pub fn cert_between(
+    trust: &Trust,
+    issuer: &SecretKey,
+    subject: &PublicKey,
+    unit: &UnitId,
+    role: Role,
+    from: i64,
+    until: i64,
+    holder: &str,
+) -> Certificate {
+    Certificate::issue(
+        CertBody {
             network: trust.network(),
+            subject: *subject,
             unit: unit.clone(),
+            role,
+            holder: holder.to_owned(),
             issuer: issuer.public(),
-            at_ms: T0 - DAY + 60_000,
+            issued_at_ms: from,
+            expires_at_ms: until,
         },
         issuer,
     )
+}
+
+/// A revocation with every field chosen, whatever its authority: for attack tests.
+#[allow(clippy::too_many_arguments, reason = "one argument per field")]
+pub fn revocation(
+    trust: &Trust,
+    issuer: &SecretKey,
+    key: &PublicKey,
+    unit: &UnitId,
+    at_ms: i64,
+    cutoff_ms: i64,
+    keep_issued: bool,
+    reason: &str,
+) -> Revocation {
+    Revocation::issue(
+        RevocationBody {
+            network: trust.network(),
+            key: *key,
+            issuer: issuer.public(),
+            unit: unit.clone(),
+            at_ms,
+            cutoff_ms,
+            reason: reason.to_owned(),
+            keep_issued,
+        },
+        issuer,
+    )
+}
+
+/// A registration of `unit` by `issuer` dated `at_ms`, whatever its authority.
+pub fn registration(trust: &Trust, issuer: &SecretKey, unit: Unit, at_ms: i64) -> Registration {
+    Registration::issue(
+        RegistrationBody {
+            network: trust.network(),
+            unit,
+            issuer: issuer.public(),
+            at_ms,
+        },
+        issuer,
+    )
+}
+
+/// Insert trust records one at a time, in the order given, as a node that hears them one by
+/// one would.
+pub fn insert_each(trust: &mut Trust, records: &[TrustRecord]) {
+    for r in records {
+        match r {
+            TrustRecord::Certificate(c) => trust.insert_certificates([c.clone()]).map(drop),
+            TrustRecord::Revocation(v) => trust.insert_revocations([v.clone()]).map(drop),
+            TrustRecord::Registration(g) => trust.insert_registrations([g.clone()]).map(drop),
+        }
+        .expect("a well-formed record");
+    }
+}
+
+/// Every permutation of `0..n` (n small).
+pub fn permutations(n: usize) -> Vec<Vec<usize>> {
+    if n == 0 {
+        return vec![vec![]];
+    }
+    let mut out = Vec::new();
+    for p in permutations(n - 1) {
+        for i in 0..=p.len() {
+            let mut q = p.clone();
+            q.insert(i, n - 1);
+            out.push(q);
+        }
+    }
+    out
+}
+
+/// A small seeded generator (SplitMix64), so a failing run can be replayed from its seed.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform enough below `n` (> 0) for tests.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+        &xs[self.below(xs.len())]
+    }
+
+    /// `xs` in a random order (Fisher–Yates).
+    pub fn shuffled<T: Clone>(&mut self, xs: &[T]) -> Vec<T> {
+        let mut v = xs.to_vec();
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.below(i + 1));
+        }
+        v
+    }
 }
 
 impl Net {

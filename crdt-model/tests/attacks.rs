@@ -3,109 +3,41 @@
 //! asserts the secure behaviour. The others are attacks that are refused, kept as regressions.
 
 use linli_crdt_model::attest::{self, AdmissionRef, Attestation, AttestationBody, Statement};
-use linli_crdt_model::cert::{
-    self, CertBody, Certificate, Registration, RegistrationBody, Revocation, RevocationBody, Role,
-};
+use linli_crdt_model::cert::{self, Certificate, Revocation, Role, TrustRecord};
 use linli_crdt_model::doc::{DocId, Header, SCHEMA_VERSION, Scope};
 use linli_crdt_model::document::Document;
 use linli_crdt_model::keys::{PublicKey, SecretKey};
 use linli_crdt_model::kinds::{self, Kind};
-use linli_crdt_model::testkit::{DAY, Net, T0, YEAR, actor, key};
+use linli_crdt_model::testkit::{DAY, Net, T0, YEAR, actor, insert_each, key, permutations};
 use linli_crdt_model::trust::{Denied, Trust};
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 
 // ----- helpers -----
 
-#[allow(clippy::too_many_arguments, reason = "one argument per field")]
-fn cert_h(
-    trust: &Trust,
-    issuer: &SecretKey,
-    subject: &PublicKey,
-    unit: &UnitId,
-    role: Role,
-    from: i64,
-    until: i64,
-    holder: &str,
-) -> Certificate {
-    Certificate::issue(
-        CertBody {
-            network: trust.network(),
-            subject: *subject,
-            unit: unit.clone(),
-            role,
-            holder: holder.to_owned(),
-            issuer: issuer.public(),
-            issued_at_ms: from,
-            expires_at_ms: until,
-        },
-        issuer,
-    )
-}
+use linli_crdt_model::testkit::{cert_between as cert_h, registration, unit};
 
 fn cert_for(
-    trust: &Trust,
-    issuer: &SecretKey,
-    subject: &SecretKey,
-    unit: &UnitId,
-    role: Role,
+    t: &Trust,
+    by: &SecretKey,
+    to: &SecretKey,
+    u: &UnitId,
+    r: Role,
     from: i64,
     until: i64,
 ) -> Certificate {
-    cert_h(
-        trust,
-        issuer,
-        &subject.public(),
-        unit,
-        role,
-        from,
-        until,
-        "x",
-    )
+    cert_h(t, by, &to.public(), u, r, from, until, "x")
 }
 
-#[allow(clippy::too_many_arguments, reason = "one argument per field")]
 fn revocation(
-    trust: &Trust,
-    issuer: &SecretKey,
-    key: &PublicKey,
-    unit: &UnitId,
-    at_ms: i64,
-    cutoff_ms: i64,
-    keep_issued: bool,
+    t: &Trust,
+    by: &SecretKey,
+    k: &PublicKey,
+    u: &UnitId,
+    at: i64,
+    cut: i64,
+    keep: bool,
 ) -> Revocation {
-    Revocation::issue(
-        RevocationBody {
-            network: trust.network(),
-            key: *key,
-            issuer: issuer.public(),
-            unit: unit.clone(),
-            at_ms,
-            cutoff_ms,
-            reason: "attack".to_owned(),
-            keep_issued,
-        },
-        issuer,
-    )
-}
-
-fn registration(trust: &Trust, issuer: &SecretKey, unit: Unit, at_ms: i64) -> Registration {
-    Registration::issue(
-        RegistrationBody {
-            network: trust.network(),
-            unit,
-            issuer: issuer.public(),
-            at_ms,
-        },
-        issuer,
-    )
-}
-
-fn unit(id: &str, kind: UnitKind, name: &str) -> Unit {
-    Unit {
-        id: UnitId::new(id).unwrap(),
-        kind,
-        name: name.to_owned(),
-    }
+    linli_crdt_model::testkit::revocation(t, by, k, u, at, cut, keep, "attack")
 }
 
 fn acts(trust: &Trust, k: &PublicKey, unit: &UnitId, role: Role, at: i64) -> bool {
@@ -141,41 +73,6 @@ fn attestation(
         },
         issuer,
     )
-}
-
-/// Records of any kind, so a scenario can be replayed in every order.
-#[derive(Clone)]
-enum Rec {
-    Cert(Certificate),
-    Rev(Revocation),
-    Reg(Registration),
-}
-
-fn insert_all(trust: &mut Trust, recs: &[Rec]) {
-    for r in recs {
-        match r {
-            Rec::Cert(c) => trust.insert_certificates([c.clone()]).map(drop),
-            Rec::Rev(v) => trust.insert_revocations([v.clone()]).map(drop),
-            Rec::Reg(g) => trust.insert_registrations([g.clone()]).map(drop),
-        }
-        .expect("well-formed record");
-    }
-}
-
-/// Every permutation of `n` indices (n small).
-fn permutations(n: usize) -> Vec<Vec<usize>> {
-    if n == 0 {
-        return vec![vec![]];
-    }
-    let mut out = Vec::new();
-    for p in permutations(n - 1) {
-        for i in 0..=p.len() {
-            let mut q = p.clone();
-            q.insert(i, n - 1);
-            out.push(q);
-        }
-    }
-    out
 }
 
 /// A fingerprint of every verdict that matters in the fixture network.
@@ -1071,7 +968,7 @@ fn revocation_cycles_agree_in_every_order() {
     let t = &net.trust;
     let peer = key(160); // a second community admin, certified by c_admin
     let recs = [
-        Rec::Cert(cert_for(
+        TrustRecord::Certificate(cert_for(
             t,
             &net.c_admin,
             &peer,
@@ -1081,7 +978,7 @@ fn revocation_cycles_agree_in_every_order() {
             T0 + YEAR,
         )),
         // The community admin lures the street admin into its community…
-        Rec::Cert(cert_for(
+        TrustRecord::Certificate(cert_for(
             t,
             &net.c_admin,
             &net.s_admin,
@@ -1091,7 +988,7 @@ fn revocation_cycles_agree_in_every_order() {
             T0 + YEAR,
         )),
         // …the two community admins revoke each other, and the street admin's lure…
-        Rec::Rev(revocation(
+        TrustRecord::Revocation(revocation(
             t,
             &net.c_admin,
             &peer.public(),
@@ -1100,7 +997,7 @@ fn revocation_cycles_agree_in_every_order() {
             T0,
             false,
         )),
-        Rec::Rev(revocation(
+        TrustRecord::Revocation(revocation(
             t,
             &peer,
             &net.c_admin.public(),
@@ -1109,7 +1006,7 @@ fn revocation_cycles_agree_in_every_order() {
             T0 + 1,
             false,
         )),
-        Rec::Rev(revocation(
+        TrustRecord::Revocation(revocation(
             t,
             &peer,
             &net.s_admin.public(),
@@ -1119,7 +1016,7 @@ fn revocation_cycles_agree_in_every_order() {
             false,
         )),
         // …and the street revokes the community admin over the street (a level up).
-        Rec::Rev(revocation(
+        TrustRecord::Revocation(revocation(
             t,
             &net.s_admin,
             &net.c_admin.public(),
@@ -1128,7 +1025,7 @@ fn revocation_cycles_agree_in_every_order() {
             T0 + 4,
             false,
         )),
-        Rec::Reg(registration(
+        TrustRecord::Registration(registration(
             t,
             &net.c_admin,
             unit("tiedong/jiefang/shengli/g1", UnitKind::Grid, "一"),
@@ -1140,8 +1037,8 @@ fn revocation_cycles_agree_in_every_order() {
     // every record first and last many times, in a few seconds of a debug build.
     for p in permutations(recs.len()).into_iter().step_by(7) {
         let mut trust = net.trust.clone();
-        let order: Vec<Rec> = p.iter().map(|&i| recs[i].clone()).collect();
-        insert_all(&mut trust, &order);
+        let order: Vec<TrustRecord> = p.iter().map(|&i| recs[i].clone()).collect();
+        insert_each(&mut trust, &order);
         let f = fingerprint(&net, &trust, &[peer.public()]);
         match &first {
             None => first = Some(f),

@@ -8,124 +8,42 @@ use std::collections::BTreeSet;
 
 use linli_crdt_model::attest::{Attestation, AttestationBody, Statement};
 use linli_crdt_model::audit::Filing;
-use linli_crdt_model::cert::{
-    CertBody, Certificate, Registration, RegistrationBody, Revocation, RevocationBody, Role,
-};
+use linli_crdt_model::cert::{Certificate, Revocation, Role, TrustRecord};
 use linli_crdt_model::doc::DocId;
 use linli_crdt_model::document::Document;
 use linli_crdt_model::keys::{PublicKey, SecretKey};
 use linli_crdt_model::kinds::{self, Kind};
-use linli_crdt_model::testkit::{DAY, Net, T0, YEAR, actor, key};
+use linli_crdt_model::testkit::{DAY, Net, Rng, T0, YEAR, actor, insert_each, key, permutations};
 use linli_crdt_model::trust::Trust;
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 
-// ----- helpers (copied from attacks.rs) -----
-
-#[allow(clippy::too_many_arguments, reason = "one argument per field")]
-fn cert_h(
-    trust: &Trust,
-    issuer: &SecretKey,
-    subject: &PublicKey,
-    unit: &UnitId,
-    role: Role,
-    from: i64,
-    until: i64,
-    holder: &str,
-) -> Certificate {
-    Certificate::issue(
-        CertBody {
-            network: trust.network(),
-            subject: *subject,
-            unit: unit.clone(),
-            role,
-            holder: holder.to_owned(),
-            issuer: issuer.public(),
-            issued_at_ms: from,
-            expires_at_ms: until,
-        },
-        issuer,
-    )
-}
+use linli_crdt_model::testkit::{cert_between as cert_h, registration, revocation as revocation_r};
 
 fn cert_for(
-    trust: &Trust,
-    issuer: &SecretKey,
-    subject: &SecretKey,
-    unit: &UnitId,
-    role: Role,
+    t: &Trust,
+    by: &SecretKey,
+    to: &SecretKey,
+    u: &UnitId,
+    r: Role,
     from: i64,
     until: i64,
 ) -> Certificate {
-    cert_h(
-        trust,
-        issuer,
-        &subject.public(),
-        unit,
-        role,
-        from,
-        until,
-        "x",
-    )
-}
-
-#[allow(clippy::too_many_arguments, reason = "one argument per field")]
-fn revocation_r(
-    trust: &Trust,
-    issuer: &SecretKey,
-    key: &PublicKey,
-    unit: &UnitId,
-    at_ms: i64,
-    cutoff_ms: i64,
-    keep_issued: bool,
-    reason: &str,
-) -> Revocation {
-    Revocation::issue(
-        RevocationBody {
-            network: trust.network(),
-            key: *key,
-            issuer: issuer.public(),
-            unit: unit.clone(),
-            at_ms,
-            cutoff_ms,
-            reason: reason.to_owned(),
-            keep_issued,
-        },
-        issuer,
-    )
+    cert_h(t, by, &to.public(), u, r, from, until, "x")
 }
 
 fn revocation(
-    trust: &Trust,
-    issuer: &SecretKey,
-    key: &PublicKey,
-    unit: &UnitId,
-    at_ms: i64,
-    cutoff_ms: i64,
-    keep_issued: bool,
+    t: &Trust,
+    by: &SecretKey,
+    k: &PublicKey,
+    u: &UnitId,
+    at: i64,
+    cut: i64,
+    keep: bool,
 ) -> Revocation {
-    revocation_r(
-        trust,
-        issuer,
-        key,
-        unit,
-        at_ms,
-        cutoff_ms,
-        keep_issued,
-        "attack",
-    )
+    revocation_r(t, by, k, u, at, cut, keep, "attack")
 }
 
-fn registration(trust: &Trust, issuer: &SecretKey, unit: Unit, at_ms: i64) -> Registration {
-    Registration::issue(
-        RegistrationBody {
-            network: trust.network(),
-            unit,
-            issuer: issuer.public(),
-            at_ms,
-        },
-        issuer,
-    )
-}
+// ----- helpers (copied from attacks.rs) -----
 
 fn unit(id: &str, kind: UnitKind, name: &str) -> Unit {
     Unit {
@@ -173,66 +91,6 @@ fn attestation(
         },
         issuer,
     )
-}
-
-#[derive(Clone)]
-enum Rec {
-    Cert(Certificate),
-    Rev(Revocation),
-    Reg(Registration),
-}
-
-fn insert_all(trust: &mut Trust, recs: &[Rec]) {
-    for r in recs {
-        match r {
-            Rec::Cert(c) => trust.insert_certificates([c.clone()]).map(drop),
-            Rec::Rev(v) => trust.insert_revocations([v.clone()]).map(drop),
-            Rec::Reg(g) => trust.insert_registrations([g.clone()]).map(drop),
-        }
-        .expect("well-formed record");
-    }
-}
-
-fn permutations(n: usize) -> Vec<Vec<usize>> {
-    if n == 0 {
-        return vec![vec![]];
-    }
-    let mut out = Vec::new();
-    for p in permutations(n - 1) {
-        for i in 0..=p.len() {
-            let mut q = p.clone();
-            q.insert(i, n - 1);
-            out.push(q);
-        }
-    }
-    out
-}
-
-/// A seeded generator (SplitMix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len())]
-    }
-}
-
-fn shuffled<T: Clone>(rng: &mut Rng, xs: &[T]) -> Vec<T> {
-    let mut v = xs.to_vec();
-    for i in (1..v.len()).rev() {
-        v.swap(i, rng.below(i + 1));
-    }
-    v
 }
 
 /// Every verdict of the fixture keys plus `extra`, as comparable strings.
@@ -445,7 +303,7 @@ fn cuts_agree_with_a_brute_force_oracle() {
     for seed in 0..12u64 {
         let mut rng = Rng(seed);
         let t = &net.trust;
-        let mut recs = vec![Rec::Reg(registration(
+        let mut recs = vec![TrustRecord::Registration(registration(
             t,
             &net.c_admin,
             grid.clone(),
@@ -460,7 +318,7 @@ fn cuts_agree_with_a_brute_force_oracle() {
                     _ => (&net.c_admin, &units[2 + rng.below(2)]),
                 };
                 let from = *rng.pick(&[T0 - DAY, T0 - 5, T0, T0 + 5]);
-                recs.push(Rec::Cert(cert_for(
+                recs.push(TrustRecord::Certificate(cert_for(
                     t,
                     issuer,
                     v,
@@ -477,7 +335,7 @@ fn cuts_agree_with_a_brute_force_oracle() {
             if cutoff > at {
                 std::mem::swap(&mut at, &mut cutoff);
             }
-            recs.push(Rec::Rev(revocation_r(
+            recs.push(TrustRecord::Revocation(revocation_r(
                 t,
                 rng.pick(&issuers),
                 &rng.pick(&victims).public(),
@@ -489,9 +347,9 @@ fn cuts_agree_with_a_brute_force_oracle() {
             )));
         }
         let mut a = net.trust.clone();
-        insert_all(&mut a, &recs);
+        insert_each(&mut a, &recs);
         let mut b = net.trust.clone();
-        insert_all(&mut b, &shuffled(&mut rng, &recs));
+        insert_each(&mut b, &rng.shuffled(&recs));
         let extra: Vec<PublicKey> = victims.iter().map(SecretKey::public).collect();
         assert_eq!(fingerprint(&net, &a, &extra), fingerprint(&net, &b, &extra));
         for (cid, c) in a.certificates() {
@@ -527,7 +385,7 @@ fn revocation_levels_cascade_the_same_in_every_order() {
     let t = &net.trust;
     let (street, shengli) = (net.street.id.clone(), net.shengli.id.clone());
     let recs = [
-        Rec::Rev(revocation(
+        TrustRecord::Revocation(revocation(
             t,
             &net.d_admin,
             &net.s_admin.public(),
@@ -536,7 +394,7 @@ fn revocation_levels_cascade_the_same_in_every_order() {
             T0,
             true,
         )),
-        Rec::Rev(revocation(
+        TrustRecord::Revocation(revocation(
             t,
             &net.s_admin,
             &net.c_admin.public(),
@@ -545,7 +403,7 @@ fn revocation_levels_cascade_the_same_in_every_order() {
             T0 - YEAR,
             false,
         )),
-        Rec::Rev(revocation(
+        TrustRecord::Revocation(revocation(
             t,
             &net.c_admin,
             &net.c_wang.public(),
@@ -555,7 +413,7 @@ fn revocation_levels_cascade_the_same_in_every_order() {
             false,
         )),
         // Before its cutoff: counts, but only over what it governs.
-        Rec::Rev(revocation(
+        TrustRecord::Revocation(revocation(
             t,
             &net.s_admin,
             &net.q_zhao.public(),
@@ -565,7 +423,7 @@ fn revocation_levels_cascade_the_same_in_every_order() {
             false,
         )),
         // A lure the community admin gives itself a level up: does not chain.
-        Rec::Cert(cert_for(
+        TrustRecord::Certificate(cert_for(
             t,
             &net.c_admin,
             &net.c_admin,
@@ -574,7 +432,7 @@ fn revocation_levels_cascade_the_same_in_every_order() {
             T0 - DAY,
             T0 + YEAR,
         )),
-        Rec::Rev(revocation(
+        TrustRecord::Revocation(revocation(
             t,
             &net.c_admin,
             &net.s_node.public(),
@@ -588,8 +446,8 @@ fn revocation_levels_cascade_the_same_in_every_order() {
     // Every other of the 720 orders, each inserting one record at a time.
     for p in permutations(recs.len()).into_iter().step_by(2) {
         let mut trust = net.trust.clone();
-        let order: Vec<Rec> = p.iter().map(|&i| recs[i].clone()).collect();
-        insert_all(&mut trust, &order);
+        let order: Vec<TrustRecord> = p.iter().map(|&i| recs[i].clone()).collect();
+        insert_each(&mut trust, &order);
         let f = fingerprint(&net, &trust, &[]);
         match &first {
             None => first = Some(f),
@@ -597,9 +455,9 @@ fn revocation_levels_cascade_the_same_in_every_order() {
         }
     }
     let mut trust = net.trust.clone();
-    insert_all(&mut trust, &recs);
+    insert_each(&mut trust, &recs);
     let ok = |i: usize| match &recs[i] {
-        Rec::Rev(r) => trust.is_effective(&r.id()),
+        TrustRecord::Revocation(r) => trust.is_effective(&r.id()),
         _ => unreachable!(),
     };
     assert!(ok(0) && !ok(1) && ok(2) && ok(3) && !ok(5));
@@ -750,26 +608,26 @@ fn registration_winners_do_not_depend_on_order_or_lower_admins() {
     let g = "tiedong/jiefang/shengli/g1";
     let s2 = key(230);
     let recs = [
-        Rec::Reg(registration(
+        TrustRecord::Registration(registration(
             t,
             &net.s_admin,
             unit(g, UnitKind::Grid, "甲"),
             T0,
         )),
-        Rec::Reg(registration(
+        TrustRecord::Registration(registration(
             t,
             &net.s_admin,
             unit(g, UnitKind::Grid, "乙"),
             T0 + 10,
         )),
-        Rec::Reg(registration(
+        TrustRecord::Registration(registration(
             t,
             &net.c_admin,
             unit(g, UnitKind::Grid, "丙"),
             T0 + 20,
         )),
-        Rec::Reg(registration(t, &s2, unit(g, UnitKind::Grid, "丁"), T0 + 30)),
-        Rec::Cert(cert_for(
+        TrustRecord::Registration(registration(t, &s2, unit(g, UnitKind::Grid, "丁"), T0 + 30)),
+        TrustRecord::Certificate(cert_for(
             t,
             &net.d_admin,
             &s2,
@@ -779,7 +637,7 @@ fn registration_winners_do_not_depend_on_order_or_lower_admins() {
             T0 + YEAR,
         )),
         // The district cuts the second street admin before it registered.
-        Rec::Rev(revocation(
+        TrustRecord::Revocation(revocation(
             t,
             &net.d_admin,
             &s2.public(),
@@ -789,7 +647,7 @@ fn registration_winners_do_not_depend_on_order_or_lower_admins() {
             false,
         )),
         // The community tries to cut the street admin (void) and its own grid name's rival.
-        Rec::Rev(revocation(
+        TrustRecord::Revocation(revocation(
             t,
             &net.c_admin,
             &net.s_admin.public(),
@@ -802,8 +660,8 @@ fn registration_winners_do_not_depend_on_order_or_lower_admins() {
     let mut winners = BTreeSet::new();
     for p in permutations(recs.len()).into_iter().step_by(13) {
         let mut trust = net.trust.clone();
-        let order: Vec<Rec> = p.iter().map(|&i| recs[i].clone()).collect();
-        insert_all(&mut trust, &order);
+        let order: Vec<TrustRecord> = p.iter().map(|&i| recs[i].clone()).collect();
+        insert_each(&mut trust, &order);
         winners.insert(trust.unit(&uid(g)).map(|u| u.name.clone()));
     }
     assert_eq!(

@@ -5,77 +5,41 @@
 use linli_crdt_model::attest::{
     self, AdmissionError, AdmissionRef, Attestation, AttestationBody, Statement,
 };
-use linli_crdt_model::cert::{
-    CertBody, Certificate, Registration, RegistrationBody, Revocation, RevocationBody, Role,
-};
+use linli_crdt_model::cert::{Certificate, Revocation, Role, TrustRecord};
 use linli_crdt_model::doc::{self, DocId, Header, SCHEMA_VERSION, Scope};
 use linli_crdt_model::document::{Document, EditRefused, Limits};
 use linli_crdt_model::genesis::Genesis;
 use linli_crdt_model::keys::SecretKey;
 use linli_crdt_model::kinds::{self, Kind};
-use linli_crdt_model::testkit::{self, DAY, Net, T0, YEAR, actor, key};
+use linli_crdt_model::testkit::{self, DAY, Net, Rng, T0, YEAR, actor, insert_each, key};
 use linli_crdt_model::trust::{Denied, Trust};
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use proptest::prelude::*;
 
+use linli_crdt_model::testkit::registration;
+
 fn cert_for(
-    trust: &Trust,
-    issuer: &SecretKey,
-    subject: &SecretKey,
-    unit: &UnitId,
-    role: Role,
+    t: &Trust,
+    by: &SecretKey,
+    to: &SecretKey,
+    u: &UnitId,
+    r: Role,
     from: i64,
     until: i64,
 ) -> Certificate {
-    Certificate::issue(
-        CertBody {
-            network: trust.network(),
-            subject: subject.public(),
-            unit: unit.clone(),
-            role,
-            holder: "x".to_owned(),
-            issuer: issuer.public(),
-            issued_at_ms: from,
-            expires_at_ms: until,
-        },
-        issuer,
-    )
+    testkit::cert_between(t, by, &to.public(), u, r, from, until, "x")
 }
 
 fn revocation(
-    trust: &Trust,
-    issuer: &SecretKey,
-    key: &SecretKey,
-    unit: &UnitId,
-    at_ms: i64,
-    cutoff_ms: i64,
-    keep_issued: bool,
+    t: &Trust,
+    by: &SecretKey,
+    k: &SecretKey,
+    u: &UnitId,
+    at: i64,
+    cut: i64,
+    keep: bool,
 ) -> Revocation {
-    Revocation::issue(
-        RevocationBody {
-            network: trust.network(),
-            key: key.public(),
-            issuer: issuer.public(),
-            unit: unit.clone(),
-            at_ms,
-            cutoff_ms,
-            reason: "test".to_owned(),
-            keep_issued,
-        },
-        issuer,
-    )
-}
-
-fn registration(trust: &Trust, issuer: &SecretKey, unit: Unit, at_ms: i64) -> Registration {
-    Registration::issue(
-        RegistrationBody {
-            network: trust.network(),
-            unit,
-            issuer: issuer.public(),
-            at_ms,
-        },
-        issuer,
-    )
+    testkit::revocation(t, by, &k.public(), u, at, cut, keep, "test")
 }
 
 fn is_node_of_district(trust: &Trust, k: &SecretKey, at: i64) -> bool {
@@ -480,50 +444,12 @@ fn admission_holds_only_at_the_targets() {
 
 // ----- the property test -----
 
-/// A seeded generator (SplitMix64), so a failing case replays from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len())]
-    }
-}
-
-/// Records of one kind or another, as they would arrive.
-#[derive(Clone)]
-enum Rec {
-    Cert(Certificate),
-    Rev(Revocation),
-    Reg(Registration),
-}
-
-fn insert(trust: &mut Trust, recs: &[Rec]) {
-    for r in recs {
-        match r {
-            Rec::Cert(c) => trust.insert_certificates([c.clone()]).map(drop),
-            Rec::Rev(v) => trust.insert_revocations([v.clone()]).map(drop),
-            Rec::Reg(g) => trust.insert_registrations([g.clone()]).map(drop),
-        }
-        .expect("well-formed record");
-    }
-}
-
 /// A random hierarchy: district `d`, 1–3 streets, 1–3 communities each, and for some of them a
 /// grid. Each unit has an admin and a writer, certified and registered from above. Returns the
 /// genesis, the records, the units with their admins, and every key.
 struct World {
     genesis: Genesis,
-    honest: Vec<Rec>,
+    honest: Vec<TrustRecord>,
     units: Vec<(Unit, SecretKey)>,
     keys: Vec<SecretKey>,
 }
@@ -547,7 +473,7 @@ fn world(rng: &mut Rng) -> World {
         key(n)
     };
     let d_admin = fresh();
-    honest.push(Rec::Cert(cert_for(
+    honest.push(TrustRecord::Certificate(cert_for(
         &trust,
         &root,
         &d_admin,
@@ -581,13 +507,13 @@ fn world(rng: &mut Rng) -> World {
                 let admin = fresh();
                 let writer = fresh();
                 let t = depth as i64 * DAY;
-                honest.push(Rec::Reg(registration(
+                honest.push(TrustRecord::Registration(registration(
                     &trust,
                     &parent_admin,
                     unit.clone(),
                     t,
                 )));
-                honest.push(Rec::Cert(cert_for(
+                honest.push(TrustRecord::Certificate(cert_for(
                     &trust,
                     &parent_admin,
                     &admin,
@@ -596,7 +522,7 @@ fn world(rng: &mut Rng) -> World {
                     t,
                     90 * DAY,
                 )));
-                honest.push(Rec::Cert(cert_for(
+                honest.push(TrustRecord::Certificate(cert_for(
                     &trust,
                     &admin,
                     &writer,
@@ -619,7 +545,7 @@ fn world(rng: &mut Rng) -> World {
         let parent = unit.id.parent().unwrap();
         let (_, boss) = units.iter().find(|(u, _)| u.id == parent).unwrap().clone();
         let cut = (10 + rng.below(40)) as i64 * DAY;
-        honest.push(Rec::Rev(revocation(
+        honest.push(TrustRecord::Revocation(revocation(
             &trust,
             &boss,
             &admin,
@@ -639,7 +565,7 @@ fn world(rng: &mut Rng) -> World {
 
 /// Everything the attacker, who governs only `subtree`, signs: with its own key and with keys
 /// it certifies, about any key and any unit.
-fn attack(rng: &mut Rng, w: &World, attacker: &SecretKey, subtree: &UnitId) -> Vec<Rec> {
+fn attack(rng: &mut Rng, w: &World, attacker: &SecretKey, subtree: &UnitId) -> Vec<TrustRecord> {
     let trust = Trust::new(w.genesis.clone()).unwrap();
     let mut signers = vec![attacker.clone()];
     let mut out = Vec::new();
@@ -669,7 +595,7 @@ fn attack(rng: &mut Rng, w: &World, attacker: &SecretKey, subtree: &UnitId) -> V
                 } else {
                     rng.pick(&w.keys).clone()
                 };
-                out.push(Rec::Cert(cert_for(
+                out.push(TrustRecord::Certificate(cert_for(
                     &trust,
                     &signer,
                     &subject,
@@ -685,7 +611,7 @@ fn attack(rng: &mut Rng, w: &World, attacker: &SecretKey, subtree: &UnitId) -> V
             1 => {
                 let victim = rng.pick(&w.keys).clone();
                 let cutoff = at - rng.below(100) as i64 * DAY;
-                out.push(Rec::Rev(revocation(
+                out.push(TrustRecord::Revocation(revocation(
                     &trust,
                     &signer,
                     &victim,
@@ -699,7 +625,7 @@ fn attack(rng: &mut Rng, w: &World, attacker: &SecretKey, subtree: &UnitId) -> V
                 if unit.parent().is_none() {
                     continue;
                 }
-                out.push(Rec::Reg(registration(
+                out.push(TrustRecord::Registration(registration(
                     &trust,
                     &signer,
                     Unit {
@@ -739,14 +665,6 @@ fn verdicts(trust: &Trust, w: &World, outside: impl Fn(&UnitId) -> bool) -> Vec<
     out
 }
 
-fn shuffled<T: Clone>(rng: &mut Rng, xs: &[T]) -> Vec<T> {
-    let mut v = xs.to_vec();
-    for i in (1..v.len()).rev() {
-        v.swap(i, rng.below(i + 1));
-    }
-    v
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -762,11 +680,11 @@ proptest! {
         let bad = attack(&mut rng, &w, &attacker, &target.id);
 
         let mut honest = Trust::new(w.genesis.clone()).unwrap();
-        insert(&mut honest, &w.honest);
-        let mut all: Vec<Rec> = w.honest.clone();
+        insert_each(&mut honest, &w.honest);
+        let mut all: Vec<TrustRecord> = w.honest.clone();
         all.extend(bad.iter().cloned());
         let mut attacked = Trust::new(w.genesis.clone()).unwrap();
-        insert(&mut attacked, &shuffled(&mut rng, &all));
+        insert_each(&mut attacked, &rng.shuffled(&all));
 
         let outside = |u: &UnitId| !target.id.is_at_or_above(u);
         let (want, got) = (verdicts(&honest, &w, outside), verdicts(&attacked, &w, outside));
@@ -780,7 +698,7 @@ proptest! {
         prop_assert_eq!(honest.unit(&target.id), attacked.unit(&target.id));
 
         let mut again = Trust::new(w.genesis.clone()).unwrap();
-        insert(&mut again, &shuffled(&mut rng, &all));
+        insert_each(&mut again, &rng.shuffled(&all));
         let (one, two) = (verdicts(&attacked, &w, |_| true), verdicts(&again, &w, |_| true));
         let first = one.iter().zip(&two).find(|(a, b)| a != b);
         prop_assert!(

@@ -56,7 +56,7 @@ fn crash_keeps_every_acknowledged_edit() {
                 .as_nanos() as u64
         });
     eprintln!("crash test: {runs} runs, LINLI_CRASH_SEED={seed}");
-    let mut rng = SplitMix64(seed);
+    let mut rng = linli_crdt_model::testkit::Rng(seed);
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("temp dir");
     let net = Net::new();
@@ -91,7 +91,9 @@ fn crash_keeps_every_acknowledged_edit() {
                 .filter_map(|l| l.strip_prefix("ack ").map(str::to_owned))
                 .collect::<Vec<_>>()
         });
-        std::thread::sleep(Duration::from_millis(rng.below(KILL_AFTER_MS_MAX + 1)));
+        std::thread::sleep(Duration::from_millis(
+            rng.below(KILL_AFTER_MS_MAX as usize + 1) as u64,
+        ));
         match child.try_wait().expect("poll child") {
             None => {
                 child.kill().expect("SIGKILL child");
@@ -265,21 +267,4 @@ fn actor(tag: &str) -> ActorId {
     let mut bytes = tag.as_bytes().to_vec();
     bytes.resize(bytes.len().max(16), 0);
     ActorId::from(bytes)
-}
-
-/// A small seeded generator, so a failing run can be replayed from its seed.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
