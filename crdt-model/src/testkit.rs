@@ -232,6 +232,58 @@ impl Rng {
 }
 
 impl Net {
+    /// Every verdict that matters in the fixture network, as comparable strings: the unit
+    /// tree and what each fixture key (and `extra`) may do at times around `T0`.
+    pub fn verdicts(&self, trust: &Trust, extra: &[PublicKey]) -> Vec<String> {
+        let mut keys: Vec<PublicKey> = [
+            &self.d_admin,
+            &self.d_reviewer,
+            &self.d_approver,
+            &self.d_node,
+            &self.s_admin,
+            &self.s_approver,
+            &self.s_node,
+            &self.c_admin,
+            &self.c_wang,
+            &self.c_li,
+            &self.c_node,
+            &self.q_zhao,
+        ]
+        .iter()
+        .map(|k| k.public())
+        .collect();
+        keys.extend_from_slice(extra);
+        let mut out: Vec<String> = trust
+            .units()
+            .map(|u| format!("{} {:?} {}", u.id, u.kind, u.name))
+            .collect();
+        for k in &keys {
+            for at in [T0 - YEAR, T0 - DAY, T0, T0 + 5, T0 + DAY, T0 + 3 * DAY] {
+                let v = trust.authorize(k, at, |_, _| true);
+                out.push(format!(
+                    "{k} {at}: {:?}",
+                    v.map(|g| (g.unit, g.role, g.certificate))
+                ));
+            }
+        }
+        out
+    }
+
+    /// [`Net::verdicts`] and which revocations take effect.
+    pub fn verdicts_and_revocations(&self, trust: &Trust, extra: &[PublicKey]) -> Vec<String> {
+        let mut out = self.verdicts(trust, extra);
+        let mut effective: Vec<String> = trust
+            .revocations()
+            .filter(|(id, _)| trust.is_effective(id))
+            .map(|(id, _)| id.to_string())
+            .collect();
+        effective.sort();
+        out.extend(effective);
+        out
+    }
+}
+
+impl Net {
     pub fn new() -> Net {
         let root = key(1);
         let district = unit("tiedong", UnitKind::District, "铁东区");

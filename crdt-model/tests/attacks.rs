@@ -75,42 +75,6 @@ fn attestation(
     )
 }
 
-/// A fingerprint of every verdict that matters in the fixture network.
-fn fingerprint(net: &Net, trust: &Trust, extra: &[PublicKey]) -> Vec<String> {
-    let mut keys: Vec<PublicKey> = [
-        &net.d_admin,
-        &net.d_reviewer,
-        &net.d_approver,
-        &net.d_node,
-        &net.s_admin,
-        &net.s_approver,
-        &net.s_node,
-        &net.c_admin,
-        &net.c_wang,
-        &net.c_li,
-        &net.c_node,
-        &net.q_zhao,
-    ]
-    .iter()
-    .map(|k| k.public())
-    .collect();
-    keys.extend_from_slice(extra);
-    let mut out: Vec<String> = trust
-        .units()
-        .map(|u| format!("{} {:?} {}", u.id, u.kind, u.name))
-        .collect();
-    for k in &keys {
-        for at in [T0 - YEAR, T0 - DAY, T0, T0 + 5, T0 + DAY, T0 + 3 * DAY] {
-            let v = trust.authorize(k, at, |_, _| true);
-            out.push(format!(
-                "{k} {at}: {:?}",
-                v.map(|g| (g.unit, g.role, g.certificate))
-            ));
-        }
-    }
-    out
-}
-
 // ----- findings: these fail while the break exists -----
 
 /// A street admin revokes the community admin over the community (the natural unit to name).
@@ -460,7 +424,7 @@ fn revoking_a_lured_superior_cuts_only_the_lure() {
         T0 + YEAR,
     );
     net.trust.insert_certificates([lure.clone()]).unwrap();
-    let before = fingerprint(&net, &net.trust, &[]);
+    let before = net.verdicts(&net.trust, &[]);
     let rev = revocation(
         &net.trust,
         &net.c_admin,
@@ -480,7 +444,7 @@ fn revoking_a_lured_superior_cuts_only_the_lure() {
         );
     }
     // Everything but the lure's own standing is as before.
-    let after = fingerprint(&net, &net.trust, &[]);
+    let after = net.verdicts(&net.trust, &[]);
     let diff: Vec<_> = before
         .iter()
         .zip(&after)
@@ -494,7 +458,7 @@ fn revoking_a_lured_superior_cuts_only_the_lure() {
 #[test]
 fn community_admin_revocations_stop_at_its_border() {
     let mut net = Net::new();
-    let before = fingerprint(&net, &net.trust, &[]);
+    let before = net.verdicts(&net.trust, &[]);
     let c = &net.c_admin;
     let mut revs = Vec::new();
     for (k, u) in [
@@ -545,7 +509,7 @@ fn community_admin_revocations_stop_at_its_border() {
             assert!(!net.trust.is_effective(&r.id()), "{:?}", b);
         }
     }
-    assert_eq!(before, fingerprint(&net, &net.trust, &[]));
+    assert_eq!(before, net.verdicts(&net.trust, &[]));
 }
 
 /// A worker, a node and a key with no certificate try to certify, register and revoke.
@@ -1039,7 +1003,7 @@ fn revocation_cycles_agree_in_every_order() {
         let mut trust = net.trust.clone();
         let order: Vec<TrustRecord> = p.iter().map(|&i| recs[i].clone()).collect();
         insert_each(&mut trust, &order);
-        let f = fingerprint(&net, &trust, &[peer.public()]);
+        let f = net.verdicts(&trust, &[peer.public()]);
         match &first {
             None => first = Some(f),
             Some(g) => assert_eq!(g, &f, "order {p:?}"),

@@ -93,49 +93,6 @@ fn attestation(
     )
 }
 
-/// Every verdict of the fixture keys plus `extra`, as comparable strings.
-fn fingerprint(net: &Net, trust: &Trust, extra: &[PublicKey]) -> Vec<String> {
-    let mut keys: Vec<PublicKey> = [
-        &net.d_admin,
-        &net.d_reviewer,
-        &net.d_approver,
-        &net.d_node,
-        &net.s_admin,
-        &net.s_approver,
-        &net.s_node,
-        &net.c_admin,
-        &net.c_wang,
-        &net.c_li,
-        &net.c_node,
-        &net.q_zhao,
-    ]
-    .iter()
-    .map(|k| k.public())
-    .collect();
-    keys.extend_from_slice(extra);
-    let mut out: Vec<String> = trust
-        .units()
-        .map(|u| format!("{} {:?} {}", u.id, u.kind, u.name))
-        .collect();
-    for k in &keys {
-        for at in [T0 - YEAR, T0 - DAY, T0, T0 + 5, T0 + DAY, T0 + 3 * DAY] {
-            let v = trust.authorize(k, at, |_, _| true);
-            out.push(format!(
-                "{k} {at}: {:?}",
-                v.map(|g| (g.unit, g.role, g.certificate))
-            ));
-        }
-    }
-    let mut eff: Vec<String> = trust
-        .revocations()
-        .filter(|(id, _)| trust.is_effective(id))
-        .map(|(id, _)| id.to_string())
-        .collect();
-    eff.sort();
-    out.extend(eff);
-    out
-}
-
 /// The node refuses a hello carrying more certificates than this (node/src/engine.rs,
 /// `HELLO_RECORDS_MAX`), and counts it as an offence.
 const HELLO_RECORDS_MAX: usize = 16;
@@ -351,7 +308,10 @@ fn cuts_agree_with_a_brute_force_oracle() {
         let mut b = net.trust.clone();
         insert_each(&mut b, &rng.shuffled(&recs));
         let extra: Vec<PublicKey> = victims.iter().map(SecretKey::public).collect();
-        assert_eq!(fingerprint(&net, &a, &extra), fingerprint(&net, &b, &extra));
+        assert_eq!(
+            net.verdicts_and_revocations(&a, &extra),
+            net.verdicts_and_revocations(&b, &extra)
+        );
         for (cid, c) in a.certificates() {
             if !a.is_chain_valid(cid) {
                 continue;
@@ -448,7 +408,7 @@ fn revocation_levels_cascade_the_same_in_every_order() {
         let mut trust = net.trust.clone();
         let order: Vec<TrustRecord> = p.iter().map(|&i| recs[i].clone()).collect();
         insert_each(&mut trust, &order);
-        let f = fingerprint(&net, &trust, &[]);
+        let f = net.verdicts_and_revocations(&trust, &[]);
         match &first {
             None => first = Some(f),
             Some(g) => assert_eq!(g, &f, "order {p:?}"),
