@@ -229,6 +229,18 @@ impl Index {
         self.by_id.is_empty()
     }
 
+    /// Take an attestation out again (one a refused message brought).
+    pub fn remove(&mut self, id: &RecordId) -> Option<Attestation> {
+        let att = self.by_id.remove(id)?;
+        if let Some(ids) = self.by_doc.get_mut(&att.body.doc) {
+            ids.retain(|x| x != id);
+            if ids.is_empty() {
+                self.by_doc.remove(&att.body.doc);
+            }
+        }
+        Some(att)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (&RecordId, &Attestation)> {
         self.by_id.iter()
     }

@@ -397,6 +397,52 @@ fn future_dated_statements_are_refused_and_never_the_latest_checkpoint() {
     assert!(signed.check(&net.trust, T0, 600_000).is_err());
 }
 
+/// Two valid registrations of one unit that disagree: the district's wins over the street's
+/// (the higher authority), whichever is newer and in whatever order they arrive, and the
+/// disagreement is reported for `verify`.
+#[test]
+fn conflicting_registrations_resolve_the_same_everywhere_and_are_reported() {
+    let net = Net::new();
+    let qianjin = net.qianjin.id.clone();
+    let by_district = registration(
+        &net.trust,
+        &net.d_admin,
+        testkit::unit(qianjin.as_str(), UnitKind::Community, "前进社区（区定名）"),
+        T0,
+    );
+    let by_street = registration(
+        &net.trust,
+        &net.s_admin,
+        testkit::unit(
+            qianjin.as_str(),
+            UnitKind::Community,
+            "前进社区（街道改名）",
+        ),
+        T0 + DAY,
+    );
+    let records = [
+        TrustRecord::Registration(by_district.clone()),
+        TrustRecord::Registration(by_street.clone()),
+    ];
+    for order in [[0, 1], [1, 0]] {
+        let mut trust = net.trust.clone();
+        insert_each(
+            &mut trust,
+            &[records[order[0]].clone(), records[order[1]].clone()],
+        );
+        assert_eq!(
+            trust.unit(&qianjin).map(|u| u.name.as_str()),
+            Some("前进社区（区定名）"),
+            "order {order:?}"
+        );
+        let conflicts = trust.conflicts();
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert_eq!(conflicts[0].unit, qianjin);
+        assert_eq!(conflicts[0].winner, by_district.id());
+        assert!(conflicts[0].losers.contains(&by_street.id()));
+    }
+}
+
 #[test]
 fn admission_holds_only_at_the_targets() {
     let net = Net::new();

@@ -1793,6 +1793,12 @@ impl Engine {
         self.sync_states.insert((peer.to_owned(), *doc), state);
     }
 
+    /// Forget which certificates and registrations `peer` was sent: after it refused a
+    /// message, those the message carried may not have reached it and go with the next one.
+    pub fn forget_sent_records(&mut self, peer: &str) {
+        self.sent_certs.remove(peer);
+    }
+
     /// Forget in-flight sync state with a peer (on disconnect): the persisted shared heads stay.
     pub fn peer_gone(&mut self, peer: &str) {
         self.sync_states.retain(|(p, _), _| p != peer);
@@ -1905,7 +1911,6 @@ impl Engine {
         msg: SyncMessage,
     ) -> Result<Option<SyncMessage>, SyncRefused> {
         let now = now_ms();
-        let id = msg.doc;
         if !msg.certificates.is_empty() || !msg.registrations.is_empty() {
             let records: Vec<TrustRecord> = msg
                 .registrations
@@ -1921,14 +1926,46 @@ impl Engine {
                 .collect();
             self.learn_trust(&records)?;
         }
+        // The attestations it carries are needed to judge it (admission), so they join the
+        // index now, and leave it again if the message is refused: nothing of a refused
+        // message is kept.
         let network = self.trust.network();
+        let mut carried = Vec::new();
         for att in &msg.attestations {
             if self.attestations.get(&att.id()).is_none()
                 && self.attestations.insert(att.clone(), &network).is_ok()
             {
-                let _ = self.store.put_attestation(att);
+                carried.push(att.clone());
             }
         }
+        let result = self.sync_in_checked(peer, peer_unit, msg, now);
+        match &result {
+            Ok(_) => {
+                for att in &carried {
+                    if let Err(e) = self.store.put_attestation(att) {
+                        tracing::warn!(error = %e, attestation = %att.id(), "could not store an attestation");
+                    }
+                }
+            }
+            Err(_) => {
+                for att in &carried {
+                    self.attestations.remove(&att.id());
+                }
+            }
+        }
+        result
+    }
+
+    /// [`Engine::sync_in`] once the records the message carries are in place.
+    fn sync_in_checked(
+        &mut self,
+        peer: &str,
+        peer_unit: &UnitId,
+        msg: SyncMessage,
+        now: i64,
+    ) -> Result<Option<SyncMessage>, SyncRefused> {
+        let id = msg.doc;
+        let network = self.trust.network();
         // A document new here is built aside and kept only once the message passes every
         // check: a refused message leaves no header and no empty document behind.
         let mut fresh: Option<Document> = None;

@@ -845,6 +845,7 @@ impl Net {
                 for doc in docs {
                     e.reset_sync(&peer.to_string(), &doc);
                 }
+                e.forget_sent_records(&peer.to_string());
             }
         }
     }

@@ -25,6 +25,7 @@ use libp2p::core::upgrade::Version;
 use libp2p::request_response::{self, OutboundRequestId, ProtocolSupport, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, noise, yamux};
+use linli_crdt_model::attest::{Attestation, AttestationBody, Statement};
 use linli_crdt_model::cert::{
     CertBody, Certificate, Registration, RegistrationBody, Revocation, RevocationBody, Role,
     TrustRecord,
@@ -1160,7 +1161,7 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_authority_travels_but_takes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut city = start(dir.path(), 4).await;
+    let mut city = start(dir.path(), 6).await;
     let tasks = city.tasks();
     assert!(
         reaches_district(&city, &tasks, Duration::from_secs(20)).await,
@@ -1314,6 +1315,58 @@ async fn forged_authority_travels_but_takes_nothing() {
         ));
     }
 
+    // A review and an approval signed by the district admin the attacker certified, carried
+    // with its certificate and a change of 王芳's (deceived or complicit) that admits a task on
+    // them: the community refuses the admission.
+    {
+        let request_doc = DocId([7; 32]);
+        let attest = |statement| {
+            Attestation::issue(
+                AttestationBody {
+                    network,
+                    issuer: fake_district_admin.public(),
+                    statement,
+                    doc: request_doc,
+                    doc_unit: district.clone(),
+                    heads: Vec::new(),
+                    subject: Some("r-forged".to_owned()),
+                    targets: vec![shengli.clone()],
+                    at_ms: now - 1_000,
+                    note: String::new(),
+                    checkpoint: Vec::new(),
+                },
+                &fake_district_admin,
+            )
+        };
+        let (review, approval) = (attest(Statement::Reviewed), attest(Statement::Approved));
+        let (c, s) = city.forge(&city.wangfang, now_ms(), |tx| {
+            let task = kinds::tasks::NewTask {
+                title: "伪造准入".to_owned(),
+                category: kinds::tasks::Category::Admitted,
+                due: None,
+                assignee: None,
+                note: String::new(),
+                admission: Some(kinds::tasks::Admission {
+                    request_doc: hex::encode(request_doc.0),
+                    request_id: "r-forged".to_owned(),
+                    review: review.id().to_string(),
+                    approval: approval.id().to_string(),
+                }),
+            };
+            kinds::tasks::add_task(tx, "forged-admission", &task, now_ms()).unwrap();
+        });
+        let mut msg = carrying(tasks, &c, vec![s]);
+        msg.certificates = vec![certify(&fake_district_admin, &district, Role::Admin)];
+        msg.attestations = vec![review, approval];
+        let mut rogue = city.rogue().await;
+        let outcome = rogue.request(Request::Sync(Box::new(msg))).await;
+        eprintln!("forged approval: {}", outcome.detail());
+        rows.push(format!(
+            "admission on a forged district approval: {}",
+            outcome.label()
+        ));
+    }
+
     // A registration dated a year ahead never enters a ledger.
     {
         let g2 = UnitId::new("tiedong/jiefang/qianjin/g2").unwrap();
@@ -1394,6 +1447,7 @@ async fn forged_authority_travels_but_takes_nothing() {
         the district's node key: in force
         the forged district admin: denied, untrusted
         writer certified by a neighbour's admin: rejected untrusted
+        admission on a forged district approval: rejected admission
         registration dated a year ahead: rejected schema-violation
         the district's registration afterwards: reached the community
         verify at the community: []
