@@ -77,6 +77,9 @@ pub struct Sync {
     /// Beyond, each is answered `rate-limited` (not an offence) without being looked at.
     pub requests_per_second_max: u32,
     pub requests_burst_max: u32,
+    /// Documents one key may have created within any day for this node to take another from a
+    /// peer (a community makes a few a month: a visit log, minutes, a task list).
+    pub new_docs_per_writer_per_day_max: usize,
     pub ban_ms: u64,
     /// Incremental changes kept per document before it is compacted into a snapshot.
     pub compact_after_changes: usize,
@@ -135,6 +138,7 @@ impl Default for Sync {
             offence_window_ms: 10 * 60 * 1000,
             requests_per_second_max: 200,
             requests_burst_max: 2_000,
+            new_docs_per_writer_per_day_max: 200,
             ban_ms: 10 * 60 * 1000,
             compact_after_changes: 512,
         }

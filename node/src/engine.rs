@@ -15,7 +15,9 @@ use linli_crdt_model::cert::{
     CertBody, Certificate, RecordError, RecordId, Registration, RegistrationBody, Revocation,
     RevocationBody, Role, TrustRecord,
 };
-use linli_crdt_model::doc::{self, DocId, Header, HeaderError, SCHEMA_VERSION, Scope};
+use linli_crdt_model::doc::{
+    self, DocId, Header, HeaderError, SCHEMA_VERSION, Scope, SignedHeader,
+};
 use linli_crdt_model::document::{
     self, Applied, ChangeSignature, Context, Document, EditRefused, Rejected,
 };
@@ -88,6 +90,9 @@ pub enum Error {
 /// certificate per level of the unit tree, with room for renewals.
 pub const HELLO_RECORDS_MAX: usize = 16;
 
+/// One day in milliseconds: the window of the per-writer document budget.
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// Why a peer's message was refused: the model's reasons plus the node's own.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SyncRefused {
@@ -119,6 +124,9 @@ pub enum SyncRefused {
     NoHello,
     #[error("more than {0} requests a second from this peer; try again shortly")]
     RateLimited(u32),
+    /// A budget of this node's (not an offence: the sender may relay an honest writer's work).
+    #[error("over budget: {0}")]
+    Budget(String),
     #[error("storage failed: {0}")]
     Storage(String),
 }
@@ -135,6 +143,7 @@ impl SyncRefused {
             SyncRefused::Unreadable(_) => "unreadable",
             SyncRefused::NoHello => "no-hello",
             SyncRefused::RateLimited(_) => "rate-limited",
+            SyncRefused::Budget(_) => "over-budget",
             SyncRefused::Storage(_) => "storage",
         }
     }
@@ -164,6 +173,7 @@ impl SyncRefused {
             | SyncRefused::UnknownDocument(_)
             | SyncRefused::NoHello
             | SyncRefused::RateLimited(_)
+            | SyncRefused::Budget(_)
             | SyncRefused::HelloTooLarge(_)
             | SyncRefused::Storage(_) => false,
         }
@@ -257,6 +267,9 @@ pub struct Engine {
     sent_certs: HashMap<String, HashSet<RecordId>>,
     /// Documents with new heads since the net loop last asked.
     changed: BTreeSet<DocId>,
+    /// Creation times of the documents each key created, sorted: the per-writer budget of new
+    /// documents a day (`sync.new_docs_per_writer_per_day_max`).
+    created_by: HashMap<PublicKey, Vec<i64>>,
     pub metrics: Metrics,
 }
 
@@ -296,6 +309,7 @@ impl Engine {
             wire_limits: wire::Limits::default(),
             sync_states: HashMap::new(),
             sent_certs: HashMap::new(),
+            created_by: HashMap::new(),
             changed: BTreeSet::new(),
             metrics: Metrics::default(),
         };
@@ -329,6 +343,7 @@ impl Engine {
                 detail: format!("document {id}: {e}"),
             })?;
             engine.n_incremental.insert(id, stored.n_incremental);
+            engine.note_created(doc.header());
             engine.docs.insert(id, doc);
         }
         engine.refresh_trust_from_directory();
@@ -706,6 +721,7 @@ impl Engine {
         self.store.put_header(document.header())?;
         self.store.append_changes(&id, &[(bytes, sig)])?;
         self.n_incremental.insert(id, 1);
+        self.note_created(document.header());
         self.docs.insert(id, document);
         self.changed.insert(id);
         self.metrics.documents.set(self.docs.len() as i64);
@@ -1956,6 +1972,38 @@ impl Engine {
         result
     }
 
+    /// Remember who created a document, and when, for the creation budget.
+    fn note_created(&mut self, header: &SignedHeader) {
+        let h = &header.header;
+        let times = self.created_by.entry(h.creator).or_default();
+        let at = times.partition_point(|t| *t <= h.created_at_ms);
+        times.insert(at, h.created_at_ms);
+    }
+
+    /// Refuse a peer's new document if its creator already has
+    /// `sync.new_docs_per_writer_per_day_max` documents here created within a day of it:
+    /// one valid writer must not be able to make every node hold unbounded documents.
+    fn within_creation_budget(&self, header: &SignedHeader) -> Result<(), SyncRefused> {
+        let h = &header.header;
+        let max = self.config.sync.new_docs_per_writer_per_day_max;
+        let times = self
+            .created_by
+            .get(&h.creator)
+            .map_or(&[][..], Vec::as_slice);
+        // Within a day either side, so a burst is caught whichever of its documents comes
+        // first. A budget is this node's protection, not a rule of the model: what it refuses
+        // other nodes may hold (an honest writer stays far below it).
+        let from = times.partition_point(|t| *t <= h.created_at_ms.saturating_sub(DAY_MS));
+        let to = times.partition_point(|t| *t < h.created_at_ms.saturating_add(DAY_MS));
+        if to - from >= max {
+            return Err(SyncRefused::Budget(format!(
+                "key {} already created {max} documents held here within a day of {}",
+                h.creator, h.created_at_ms
+            )));
+        }
+        Ok(())
+    }
+
     /// [`Engine::sync_in`] once the records the message carries are in place.
     fn sync_in_checked(
         &mut self,
@@ -1984,6 +2032,7 @@ impl Engine {
                 });
             }
             header.check(&self.trust, now, self.limits.clock_skew_ms_max)?;
+            self.within_creation_budget(&header)?;
             fresh = Some(Document::empty(header, fresh_actor()));
         }
         {
@@ -2039,6 +2088,7 @@ impl Engine {
             self.store
                 .put_header(doc.header())
                 .map_err(|e| SyncRefused::Storage(e.to_string()))?;
+            self.note_created(doc.header());
             self.docs.insert(id, doc);
             self.metrics.documents.set(self.docs.len() as i64);
         }

@@ -56,6 +56,8 @@ const SHENGLI: &str = "tiedong/jiefang/shengli";
 const QIANJIN: &str = "tiedong/jiefang/qianjin";
 /// Offences before the community disconnects a peer (the default is 5).
 const OFFENCES_MAX: u32 = 3;
+/// The community's budget of documents one writer created in a day, lowered from 200.
+const NEW_DOCS_PER_WRITER_PER_DAY: usize = 2;
 /// The community's sync message limit, lowered from 16 MiB so an oversized request is cheap.
 const MESSAGE_BYTES_MAX: u64 = 1024 * 1024;
 
@@ -105,6 +107,7 @@ fn config(u: &Unit) -> Config {
     if u.id.as_str() == SHENGLI {
         c.sync.offences_max = OFFENCES_MAX;
         c.sync.message_bytes_max = MESSAGE_BYTES_MAX;
+        c.sync.new_docs_per_writer_per_day_max = NEW_DOCS_PER_WRITER_PER_DAY;
     }
     c
 }
@@ -589,6 +592,37 @@ fn forged_ledger(
     );
     msg.header = Some(header);
     msg.signatures = Signatures::pack(signatures);
+    msg
+}
+
+/// A sync message that creates a new public convention of `unit`, signed by `signer`.
+fn new_convention(
+    network: NetworkId,
+    unit: &UnitId,
+    signer: &SecretKey,
+    at_ms: i64,
+    title: &str,
+) -> SyncMessage {
+    let header = Header {
+        network,
+        kind: Kind::Convention,
+        unit: unit.clone(),
+        scope: Scope::Public,
+        title: title.to_owned(),
+        created_at_ms: at_ms,
+        schema_version: SCHEMA_VERSION,
+        creator: signer.public(),
+        period: None,
+    }
+    .sign(signer);
+    let mut doc =
+        AutoCommit::new().with_actor(ActorId::from(keystore::random_seed()[..16].to_vec()));
+    kinds::convention::init(&mut doc).unwrap();
+    doc.commit_with(CommitOptions::default().with_time(at_ms));
+    let change = doc.get_last_local_change().unwrap().clone();
+    let sig = ChangeSignature::sign(network, header.id(), change.hash(), signer);
+    let mut msg = carrying(header.id(), &change, vec![sig]);
+    msg.header = Some(header);
     msg
 }
 
@@ -1454,6 +1488,55 @@ async fn forged_authority_travels_but_takes_nothing() {
     "#]]
     .assert_eq(&(rows.join("\n") + "\n"));
 
+    for node in [city.community, city.street, city.district] {
+        node.stop().await;
+    }
+}
+
+/// One valid writer cannot make a node hold unbounded documents: beyond
+/// `new_docs_per_writer_per_day_max` created within a day, the next is refused as over budget
+/// (not an offence: a relay may carry an honest writer's work), and the peer stays connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_documents_per_writer_are_budgeted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut city = start(dir.path(), 2).await;
+    let network = city.genesis.network_id();
+    let qianjin = city.qianjin.id.clone();
+    let writer = city.other_writer.clone();
+    let now = now_ms();
+    let mut rogue = city.rogue().await;
+    let mut labels = Vec::new();
+    for i in 0..=NEW_DOCS_PER_WRITER_PER_DAY {
+        let msg = new_convention(
+            network,
+            &qianjin,
+            &writer,
+            now - i as i64,
+            &format!("公约{i}"),
+        );
+        let id = msg.doc;
+        let outcome = rogue.request(Request::Sync(Box::new(msg))).await;
+        eprintln!("convention {i}: {}", outcome.detail());
+        let held = city.community.shared.engine().doc(&id).is_ok();
+        labels.push(format!(
+            "{} ({})",
+            outcome.label(),
+            if held { "held" } else { "not held" }
+        ));
+    }
+    let closed = rogue.closed_within(Duration::from_millis(300)).await;
+    expect![[r#"
+        accepted (held), accepted (held), rejected over-budget (not held); still connected
+    "#]]
+    .assert_eq(&format!(
+        "{}; {}\n",
+        labels.join(", "),
+        if closed {
+            "disconnected"
+        } else {
+            "still connected"
+        }
+    ));
     for node in [city.community, city.street, city.district] {
         node.stop().await;
     }
