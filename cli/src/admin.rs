@@ -344,7 +344,9 @@ pub enum CertCmd {
         after_help = "Examples:\n  linli --as admin cert revoke 3b9f… --reason 钥匙丢失 --since 2026-11-28T08:00:00+08:00\n  linli --as admin cert revoke 3b9f… --reason 工作调动 --keep-issued"
     )]
     Revoke {
+        /// The key to revoke (64 hex digits, as `cert list --json` shows it).
         key: String,
+        /// Why, in words: it is part of the signed revocation every node keeps.
         #[arg(long)]
         reason: String,
         /// The unit over which the key loses its certificates (default: the unit of your
