@@ -1337,6 +1337,13 @@ impl Engine {
     /// logged, not fatal: the record is still in the document that carried it. Returns whether
     /// anything was new.
     fn learn_trust(&mut self, records: &[TrustRecord]) -> Result<bool, RecordError> {
+        let new = self.insert_trust(records)?;
+        self.store_trust(&new);
+        Ok(!new.is_empty())
+    }
+
+    /// Add checked trust records to trust (not to the store); returns those that were new.
+    fn insert_trust(&mut self, records: &[TrustRecord]) -> Result<Vec<TrustRecord>, RecordError> {
         // A signed time ahead of the clock would rank as the newest for as long as it lies
         // ahead (a registration), so such a record is set aside — only it, not the message
         // that carried it, which may hold what an honest peer needs: it comes again (in its
@@ -1361,29 +1368,42 @@ impl Engine {
                 TrustRecord::Revocation(x) => revs.push(x.clone()),
             }
         }
-        let mut new = false;
+        let mut new = Vec::new();
         let ids = self.trust.insert_registrations(regs.clone())?;
-        for r in regs.iter().filter(|r| ids.contains(&r.id())) {
-            new = true;
-            if let Err(e) = self.store.put_registration(r) {
-                tracing::warn!(error = %e, registration = %r.id(), "could not store a registration");
-            }
-        }
+        new.extend(
+            regs.into_iter()
+                .filter(|r| ids.contains(&r.id()))
+                .map(TrustRecord::Registration),
+        );
         let ids = self.trust.insert_certificates(certs.clone())?;
-        for c in certs.iter().filter(|c| ids.contains(&c.id())) {
-            new = true;
-            if let Err(e) = self.store.put_certificate(c) {
-                tracing::warn!(error = %e, certificate = %c.id(), "could not store a certificate");
-            }
-        }
+        new.extend(
+            certs
+                .into_iter()
+                .filter(|c| ids.contains(&c.id()))
+                .map(TrustRecord::Certificate),
+        );
         let ids = self.trust.insert_revocations(revs.clone())?;
-        for r in revs.iter().filter(|r| ids.contains(&r.id())) {
-            new = true;
-            if let Err(e) = self.store.put_revocation(r) {
-                tracing::warn!(error = %e, revocation = %r.id(), "could not store a revocation");
+        new.extend(
+            revs.into_iter()
+                .filter(|r| ids.contains(&r.id()))
+                .map(TrustRecord::Revocation),
+        );
+        Ok(new)
+    }
+
+    /// Put trust records in the store. A store failure is logged, not fatal: the record is
+    /// still in the document or message that carried it, and comes again.
+    fn store_trust(&self, records: &[TrustRecord]) {
+        for r in records {
+            let stored = match r {
+                TrustRecord::Registration(x) => self.store.put_registration(x),
+                TrustRecord::Certificate(x) => self.store.put_certificate(x),
+                TrustRecord::Revocation(x) => self.store.put_revocation(x),
+            };
+            if let Err(e) = stored {
+                tracing::warn!(error = %e, record = %r.id(), what = r.what(), "could not store a trust record");
             }
         }
-        Ok(new)
     }
 
     /// Put every registration, certificate and revocation this node knows, and the registered
@@ -1927,6 +1947,11 @@ impl Engine {
         msg: SyncMessage,
     ) -> Result<Option<SyncMessage>, SyncRefused> {
         let now = now_ms();
+        // The certificates and registrations it carries are needed to judge it, so they join
+        // trust now; if the message is refused, trust goes back to what it was and nothing of
+        // them is stored.
+        let mut carried_trust = Vec::new();
+        let mut trust_before: Option<Trust> = None;
         if !msg.certificates.is_empty() || !msg.registrations.is_empty() {
             let records: Vec<TrustRecord> = msg
                 .registrations
@@ -1940,7 +1965,18 @@ impl Engine {
                         .map(TrustRecord::Certificate),
                 )
                 .collect();
-            self.learn_trust(&records)?;
+            let before = self.trust.clone();
+            match self.insert_trust(&records) {
+                Ok(new) if new.is_empty() => {}
+                Ok(new) => {
+                    carried_trust = new;
+                    trust_before = Some(before);
+                }
+                Err(e) => {
+                    self.trust = before;
+                    return Err(e.into());
+                }
+            }
         }
         // The attestations it carries are needed to judge it (admission), so they join the
         // index now, and leave it again if the message is refused: nothing of a refused
@@ -1957,6 +1993,7 @@ impl Engine {
         let result = self.sync_in_checked(peer, peer_unit, msg, now);
         match &result {
             Ok(_) => {
+                self.store_trust(&carried_trust);
                 for att in &carried {
                     if let Err(e) = self.store.put_attestation(att) {
                         tracing::warn!(error = %e, attestation = %att.id(), "could not store an attestation");
@@ -1966,6 +2003,9 @@ impl Engine {
             Err(_) => {
                 for att in &carried {
                     self.attestations.remove(&att.id());
+                }
+                if let Some(before) = trust_before {
+                    self.trust = before;
                 }
             }
         }

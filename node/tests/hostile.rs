@@ -1353,12 +1353,14 @@ async fn forged_authority_travels_but_takes_nothing() {
     // with its certificate and a change of 王芳's (deceived or complicit) that admits a task on
     // them: the community refuses the admission.
     {
+        // A district admin key only this message carries (not the ledger above).
+        let approver = keystore::generate_key();
         let request_doc = DocId([7; 32]);
         let attest = |statement| {
             Attestation::issue(
                 AttestationBody {
                     network,
-                    issuer: fake_district_admin.public(),
+                    issuer: approver.public(),
                     statement,
                     doc: request_doc,
                     doc_unit: district.clone(),
@@ -1369,7 +1371,7 @@ async fn forged_authority_travels_but_takes_nothing() {
                     note: String::new(),
                     checkpoint: Vec::new(),
                 },
-                &fake_district_admin,
+                &approver,
             )
         };
         let (review, approval) = (attest(Statement::Reviewed), attest(Statement::Approved));
@@ -1390,14 +1392,22 @@ async fn forged_authority_travels_but_takes_nothing() {
             kinds::tasks::add_task(tx, "forged-admission", &task, now_ms()).unwrap();
         });
         let mut msg = carrying(tasks, &c, vec![s]);
-        msg.certificates = vec![certify(&fake_district_admin, &district, Role::Admin)];
+        msg.certificates = vec![certify(&approver, &district, Role::Admin)];
         msg.attestations = vec![review, approval];
         let mut rogue = city.rogue().await;
         let outcome = rogue.request(Request::Sync(Box::new(msg))).await;
         eprintln!("forged approval: {}", outcome.detail());
+        let e = city.community.shared.engine();
+        let kept = !e.trust().certificates_of(&approver.public()).is_empty()
+            || e.store()
+                .certificates()
+                .unwrap()
+                .iter()
+                .any(|c| c.body.subject == approver.public());
         rows.push(format!(
-            "admission on a forged district approval: {}",
-            outcome.label()
+            "admission on a forged district approval: {}, its certificate {}",
+            outcome.label(),
+            if kept { "KEPT" } else { "not kept" }
         ));
     }
 
@@ -1481,7 +1491,7 @@ async fn forged_authority_travels_but_takes_nothing() {
         the district's node key: in force
         the forged district admin: denied, untrusted
         writer certified by a neighbour's admin: rejected untrusted
-        admission on a forged district approval: rejected admission
+        admission on a forged district approval: rejected admission, its certificate not kept
         registration dated a year ahead: rejected schema-violation
         the district's registration afterwards: reached the community
         verify at the community: []
