@@ -168,7 +168,7 @@ pub enum Rejected {
         author: PublicKey,
         at_ms: i64,
     },
-    #[error("change {change}: author {author} is revoked and the change is not kept")]
+    #[error("change {change}: author {author} was revoked before the time this change states")]
     Revoked {
         change: ChangeHash,
         author: PublicKey,

@@ -2216,3 +2216,70 @@ pub fn read_genesis(path: &Path) -> Result<Genesis, Error> {
     })?;
     Ok(g)
 }
+
+#[cfg(test)]
+mod tests {
+    use automerge::ChangeHash;
+    use linli_crdt_model::cert::RecordError;
+    use linli_crdt_model::document::Rejected;
+    use linli_crdt_model::genesis::NetworkId;
+    use linli_crdt_model::keys::PublicKey;
+
+    use super::SyncRefused;
+
+    /// Only what the sender itself got wrong counts against it; what an honest relay cannot
+    /// avoid — content refused under what this node knows now, budgets, our own disk — does
+    /// not (a relay banned for those would cut honest nodes off from each other).
+    #[test]
+    fn offences_are_the_senders_own_faults() {
+        let change = ChangeHash([1; 32]);
+        let author = PublicKey([2; 32]);
+        let offences = [
+            SyncRefused::Model(Rejected::WrongNetwork {
+                expected: NetworkId([0; 32]),
+                found: NetworkId([1; 32]),
+            }),
+            SyncRefused::Model(Rejected::Malformed("bomb".to_owned())),
+            SyncRefused::Model(Rejected::Unsigned { change }),
+            SyncRefused::Model(Rejected::BadSignature { change, author }),
+            SyncRefused::Unreadable("eof".to_owned()),
+            SyncRefused::Hello("not a node".to_owned()),
+            SyncRefused::Certificate(RecordError::EmptyName),
+        ];
+        let relayed = [
+            SyncRefused::Model(Rejected::UnknownKey { change, author }),
+            SyncRefused::Model(Rejected::Untrusted { change, author }),
+            SyncRefused::Model(Rejected::Revoked { change, author }),
+            SyncRefused::Model(Rejected::Expired {
+                change,
+                author,
+                at_ms: 0,
+            }),
+            SyncRefused::Model(Rejected::FutureTimestamp {
+                change,
+                at_ms: 1,
+                now_ms: 0,
+            }),
+            SyncRefused::Model(Rejected::Admission {
+                task: "t".to_owned(),
+                reason: "approval not arrived".to_owned(),
+            }),
+            SyncRefused::Certificate(RecordError::FromTheFuture {
+                what: "certificate",
+                at_ms: 1,
+                now_ms: 0,
+            }),
+            SyncRefused::NoHello,
+            SyncRefused::RateLimited(200),
+            SyncRefused::Budget("documents".to_owned()),
+            SyncRefused::HelloTooLarge("17 certificates".to_owned()),
+            SyncRefused::Storage("disk full".to_owned()),
+        ];
+        for e in &offences {
+            assert!(e.is_offence(), "{e:?} should count against the sender");
+        }
+        for e in &relayed {
+            assert!(!e.is_offence(), "{e:?} must not count against a relay");
+        }
+    }
+}
