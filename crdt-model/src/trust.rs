@@ -40,7 +40,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::cert::{Certificate, RecordError, RecordId, Registration, Revocation, Role};
+use crate::cert::{
+    Certificate, RecordError, RecordId, Registration, Revocation, Role, TrustRecord,
+};
 use crate::genesis::{Genesis, GenesisError, NetworkId};
 use crate::keys::PublicKey;
 use crate::unit::{UNIT_DEPTH_MAX, Unit, UnitId, UnitKind};
@@ -338,6 +340,16 @@ impl Trust {
 
     pub fn certificate(&self, id: &RecordId) -> Option<&Certificate> {
         self.certs.get(id)
+    }
+
+    /// Is this record already among those trust holds?
+    pub fn knows(&self, record: &TrustRecord) -> bool {
+        let id = record.id();
+        match record {
+            TrustRecord::Certificate(_) => self.certs.contains_key(&id),
+            TrustRecord::Revocation(_) => self.revocations.contains_key(&id),
+            TrustRecord::Registration(_) => self.registrations.contains_key(&id),
+        }
     }
 
     pub fn certificates(&self) -> impl Iterator<Item = (&RecordId, &Certificate)> {

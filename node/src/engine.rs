@@ -1152,7 +1152,10 @@ impl Engine {
                         signer.public()
                     )
                 }
-                Some(_) => "a newer registration of it is already in force".to_owned(),
+                Some(_) => {
+                    "a registration of it by a higher administrator, or a newer one, is in force"
+                        .to_owned()
+                }
             };
             return Err(Error::Invalid(format!(
                 "cannot register {} ({} {}): {why}",
@@ -1172,21 +1175,7 @@ impl Engine {
 
     /// Add certificates to trust and store, and to the directory if this node holds it.
     pub fn import_certificates(&mut self, certs: Vec<Certificate>) -> Result<Vec<RecordId>, Error> {
-        let now = now_ms();
-        for c in &certs {
-            linli_crdt_model::cert::check_not_future(
-                "certificate",
-                c.body.issued_at_ms,
-                now,
-                self.limits.clock_skew_ms_max,
-            )?;
-        }
-        let ids = self.trust.insert_certificates(certs.clone())?;
-        for c in &certs {
-            self.store.put_certificate(c)?;
-        }
-        self.publish_to_directory()?;
-        Ok(ids)
+        self.import_trust(certs.into_iter().map(TrustRecord::Certificate).collect())
     }
 
     /// Add registrations to trust and store, and to the directory if this node holds it.
@@ -1194,21 +1183,25 @@ impl Engine {
         &mut self,
         regs: Vec<Registration>,
     ) -> Result<Vec<RecordId>, Error> {
+        self.import_trust(regs.into_iter().map(TrustRecord::Registration).collect())
+    }
+
+    /// Records an administrator brings (`linli cert import`): one dated ahead of the clock is
+    /// refused with the reason, not set aside as a peer's would be. Returns the new ones' ids.
+    fn import_trust(&mut self, records: Vec<TrustRecord>) -> Result<Vec<RecordId>, Error> {
         let now = now_ms();
-        for r in &regs {
+        for r in &records {
             linli_crdt_model::cert::check_not_future(
-                "registration",
-                r.body.at_ms,
+                r.what(),
+                r.at_ms(),
                 now,
                 self.limits.clock_skew_ms_max,
             )?;
         }
-        let ids = self.trust.insert_registrations(regs.clone())?;
-        for r in &regs {
-            self.store.put_registration(r)?;
-        }
+        let new = self.insert_trust(&records)?;
+        self.store_trust(&new)?;
         self.publish_to_directory()?;
-        Ok(ids)
+        Ok(new.iter().map(TrustRecord::id).collect())
     }
 
     /// Revoke `key` over `unit` (default: the unit of the issuer's admin certificate, the top
@@ -1338,7 +1331,7 @@ impl Engine {
     /// anything was new.
     fn learn_trust(&mut self, records: &[TrustRecord]) -> Result<bool, RecordError> {
         let new = self.insert_trust(records)?;
-        self.store_trust(&new);
+        self.store_trust_or_log(&new);
         Ok(!new.is_empty())
     }
 
@@ -1391,18 +1384,23 @@ impl Engine {
         Ok(new)
     }
 
-    /// Put trust records in the store. A store failure is logged, not fatal: the record is
-    /// still in the document or message that carried it, and comes again.
-    fn store_trust(&self, records: &[TrustRecord]) {
+    /// Put trust records in the store.
+    fn store_trust(&self, records: &[TrustRecord]) -> Result<(), store::Error> {
         for r in records {
-            let stored = match r {
-                TrustRecord::Registration(x) => self.store.put_registration(x),
-                TrustRecord::Certificate(x) => self.store.put_certificate(x),
-                TrustRecord::Revocation(x) => self.store.put_revocation(x),
-            };
-            if let Err(e) = stored {
-                tracing::warn!(error = %e, record = %r.id(), what = r.what(), "could not store a trust record");
+            match r {
+                TrustRecord::Registration(x) => self.store.put_registration(x)?,
+                TrustRecord::Certificate(x) => self.store.put_certificate(x)?,
+                TrustRecord::Revocation(x) => self.store.put_revocation(x)?,
             }
+        }
+        Ok(())
+    }
+
+    /// [`Engine::store_trust`] for records a peer or a document brought: a store failure is
+    /// logged, not fatal, since they are still in what carried them and come again.
+    fn store_trust_or_log(&self, records: &[TrustRecord]) {
+        if let Err(e) = self.store_trust(records) {
+            tracing::warn!(error = %e, "could not store trust records");
         }
     }
 
@@ -1730,9 +1728,6 @@ impl Engine {
             return Ok(self.genesis().top.clone());
         }
         let now = now_ms();
-        let node_of = |u: &Unit, role: Role| role == Role::Node && u.id == hello.unit;
-        // Judge the peer with what it brings on a copy of trust; nothing of it is kept, in
-        // memory or on disk, unless the hello is accepted. A known node is judged as it is.
         let records: Vec<TrustRecord> = hello
             .registrations
             .iter()
@@ -1740,21 +1735,19 @@ impl Engine {
             .map(TrustRecord::Registration)
             .chain(hello.chain.iter().cloned().map(TrustRecord::Certificate))
             .collect();
-        let grant = match self.trust.authorize(peer_key, now, node_of) {
-            Ok(grant) => grant,
-            Err(_) => {
-                let mut probe = self.trust.clone();
-                probe.insert_registrations(hello.registrations.iter().cloned())?;
-                probe.insert_certificates(hello.chain.iter().cloned())?;
-                probe.authorize(peer_key, now, node_of).map_err(|d| {
+        // Judged with what it brings; nothing of it is kept unless the hello is accepted.
+        let grant = self.with_carried_trust(&records, |e| {
+            e.trust
+                .authorize(peer_key, now, |u, role| {
+                    role == Role::Node && u.id == hello.unit
+                })
+                .map_err(|d| {
                     SyncRefused::Hello(format!(
                         "peer key is not a certified node of {}: {d}",
                         hello.unit
                     ))
-                })?
-            }
-        };
-        self.learn_trust(&records)?;
+                })
+        })?;
         let unit = self
             .trust
             .unit(&grant.unit)
@@ -1947,37 +1940,18 @@ impl Engine {
         msg: SyncMessage,
     ) -> Result<Option<SyncMessage>, SyncRefused> {
         let now = now_ms();
-        // The certificates and registrations it carries are needed to judge it, so they join
-        // trust now; if the message is refused, trust goes back to what it was and nothing of
-        // them is stored.
-        let mut carried_trust = Vec::new();
-        let mut trust_before: Option<Trust> = None;
-        if !msg.certificates.is_empty() || !msg.registrations.is_empty() {
-            let records: Vec<TrustRecord> = msg
-                .registrations
-                .iter()
-                .cloned()
-                .map(TrustRecord::Registration)
-                .chain(
-                    msg.certificates
-                        .iter()
-                        .cloned()
-                        .map(TrustRecord::Certificate),
-                )
-                .collect();
-            let before = self.trust.clone();
-            match self.insert_trust(&records) {
-                Ok(new) if new.is_empty() => {}
-                Ok(new) => {
-                    carried_trust = new;
-                    trust_before = Some(before);
-                }
-                Err(e) => {
-                    self.trust = before;
-                    return Err(e.into());
-                }
-            }
-        }
+        let records: Vec<TrustRecord> = msg
+            .registrations
+            .iter()
+            .cloned()
+            .map(TrustRecord::Registration)
+            .chain(
+                msg.certificates
+                    .iter()
+                    .cloned()
+                    .map(TrustRecord::Certificate),
+            )
+            .collect();
         // The attestations it carries are needed to judge it (admission), so they join the
         // index now, and leave it again if the message is refused: nothing of a refused
         // message is kept.
@@ -1990,10 +1964,10 @@ impl Engine {
                 carried.push(att.clone());
             }
         }
-        let result = self.sync_in_checked(peer, peer_unit, msg, now);
+        let result =
+            self.with_carried_trust(&records, |e| e.sync_in_checked(peer, peer_unit, msg, now));
         match &result {
             Ok(_) => {
-                self.store_trust(&carried_trust);
                 for att in &carried {
                     if let Err(e) = self.store.put_attestation(att) {
                         tracing::warn!(error = %e, attestation = %att.id(), "could not store an attestation");
@@ -2004,12 +1978,38 @@ impl Engine {
                 for att in &carried {
                     self.attestations.remove(&att.id());
                 }
-                if let Some(before) = trust_before {
-                    self.trust = before;
-                }
             }
         }
         result
+    }
+
+    /// Judge a peer's input with the trust records it carries in trust: they are needed to
+    /// judge it. If `judge` refuses, trust goes back to what it was and nothing of them is
+    /// stored; if it accepts, the new ones are stored. Trust is copied only when a record is
+    /// new here (most messages carry only what is known, or nothing).
+    fn with_carried_trust<T>(
+        &mut self,
+        records: &[TrustRecord],
+        judge: impl FnOnce(&mut Self) -> Result<T, SyncRefused>,
+    ) -> Result<T, SyncRefused> {
+        if records.iter().all(|r| self.trust.knows(r)) {
+            return judge(self);
+        }
+        let before = self.trust.clone();
+        let result = self
+            .insert_trust(records)
+            .map_err(SyncRefused::from)
+            .and_then(|new| judge(self).map(|t| (t, new)));
+        match result {
+            Ok((t, new)) => {
+                self.store_trust_or_log(&new);
+                Ok(t)
+            }
+            Err(e) => {
+                self.trust = before;
+                Err(e)
+            }
+        }
     }
 
     /// Remember who created a document, and when, for the creation budget.
