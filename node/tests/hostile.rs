@@ -539,21 +539,23 @@ fn raw(doc: DocId, bytes: Vec<u8>) -> SyncMessage {
     }
 }
 
-/// A sync message that creates a new ledger of `unit`, signed by `signer` and dated `at_ms`:
-/// the skeleton, then one change holding `records` — whatever their authority.
-fn forged_ledger(
+/// A sync message that creates a new public document of `kind` and `unit`, signed by `signer`
+/// and dated `at_ms`, whatever its authority: one change per edit, in order (the first writes
+/// the kind's skeleton).
+fn forged_doc(
     network: NetworkId,
+    kind: Kind,
     unit: &UnitId,
     signer: &SecretKey,
     at_ms: i64,
-    records: &[TrustRecord],
+    edits: &[&dyn Fn(&mut AutoCommit)],
 ) -> SyncMessage {
     let header = Header {
         network,
-        kind: Kind::Ledger,
+        kind,
         unit: unit.clone(),
         scope: Scope::Public,
-        title: "账本".to_owned(),
+        title: format!("{} {at_ms}", kind.as_str()),
         created_at_ms: at_ms,
         schema_version: SCHEMA_VERSION,
         creator: signer.public(),
@@ -562,27 +564,25 @@ fn forged_ledger(
     .sign(signer);
     let mut doc =
         AutoCommit::new().with_actor(ActorId::from(keystore::random_seed()[..16].to_vec()));
-    kinds::ledger::init(&mut doc).unwrap();
-    doc.commit_with(CommitOptions::default().with_time(at_ms));
-    let skeleton = doc.get_last_local_change().unwrap().clone();
-    for r in records {
-        kinds::ledger::put_trust_record(&mut doc, &r.id().to_string(), &r.encode()).unwrap();
-    }
-    doc.commit_with(CommitOptions::default().with_time(at_ms));
-    let filled = doc.get_last_local_change().unwrap().clone();
-    let id = header.id();
-    let signatures: Vec<ChangeSignature> = [&skeleton, &filled]
+    let changes: Vec<Change> = edits
         .iter()
-        .map(|c| ChangeSignature::sign(network, id, c.hash(), signer))
+        .map(|edit| {
+            edit(&mut doc);
+            doc.commit_with(CommitOptions::default().with_time(at_ms));
+            doc.get_last_local_change().expect("a change").clone()
+        })
         .collect();
+    let id = header.id();
     let message = Message {
-        heads: vec![filled.hash()],
+        heads: changes.last().map(Change::hash).into_iter().collect(),
         need: Vec::new(),
         have: Vec::new(),
-        changes: ChunkList::from(vec![
-            skeleton.raw_bytes().to_vec(),
-            filled.raw_bytes().to_vec(),
-        ]),
+        changes: ChunkList::from(
+            changes
+                .iter()
+                .map(|c| c.raw_bytes().to_vec())
+                .collect::<Vec<_>>(),
+        ),
         flags: None,
         version: MessageVersion::V1,
     };
@@ -591,39 +591,47 @@ fn forged_ledger(
         wire::encode_sync_message(message).expect("a V1 message"),
     );
     msg.header = Some(header);
-    msg.signatures = Signatures::pack(signatures);
+    msg.signatures = Signatures::pack(
+        changes
+            .iter()
+            .map(|c| ChangeSignature::sign(network, id, c.hash(), signer)),
+    );
     msg
 }
 
-/// A sync message that creates a new public convention of `unit`, signed by `signer`.
+/// A new ledger of `unit` holding `records`.
+fn forged_ledger(
+    network: NetworkId,
+    unit: &UnitId,
+    signer: &SecretKey,
+    at_ms: i64,
+    records: &[TrustRecord],
+) -> SyncMessage {
+    let skeleton = |d: &mut AutoCommit| kinds::ledger::init(d).unwrap();
+    let fill = |d: &mut AutoCommit| {
+        for r in records {
+            kinds::ledger::put_trust_record(d, &r.id().to_string(), &r.encode()).unwrap();
+        }
+    };
+    forged_doc(
+        network,
+        Kind::Ledger,
+        unit,
+        signer,
+        at_ms,
+        &[&skeleton, &fill],
+    )
+}
+
+/// A new convention of `unit`, its skeleton only.
 fn new_convention(
     network: NetworkId,
     unit: &UnitId,
     signer: &SecretKey,
     at_ms: i64,
-    title: &str,
 ) -> SyncMessage {
-    let header = Header {
-        network,
-        kind: Kind::Convention,
-        unit: unit.clone(),
-        scope: Scope::Public,
-        title: title.to_owned(),
-        created_at_ms: at_ms,
-        schema_version: SCHEMA_VERSION,
-        creator: signer.public(),
-        period: None,
-    }
-    .sign(signer);
-    let mut doc =
-        AutoCommit::new().with_actor(ActorId::from(keystore::random_seed()[..16].to_vec()));
-    kinds::convention::init(&mut doc).unwrap();
-    doc.commit_with(CommitOptions::default().with_time(at_ms));
-    let change = doc.get_last_local_change().unwrap().clone();
-    let sig = ChangeSignature::sign(network, header.id(), change.hash(), signer);
-    let mut msg = carrying(header.id(), &change, vec![sig]);
-    msg.header = Some(header);
-    msg
+    let skeleton = |d: &mut AutoCommit| kinds::convention::init(d).unwrap();
+    forged_doc(network, Kind::Convention, unit, signer, at_ms, &[&skeleton])
 }
 
 // ---- the network ----
@@ -1517,13 +1525,7 @@ async fn new_documents_per_writer_are_budgeted() {
     let mut rogue = city.rogue().await;
     let mut labels = Vec::new();
     for i in 0..=NEW_DOCS_PER_WRITER_PER_DAY {
-        let msg = new_convention(
-            network,
-            &qianjin,
-            &writer,
-            now - i as i64,
-            &format!("公约{i}"),
-        );
+        let msg = new_convention(network, &qianjin, &writer, now - i as i64);
         let id = msg.doc;
         let outcome = rogue.request(Request::Sync(Box::new(msg))).await;
         eprintln!("convention {i}: {}", outcome.detail());
