@@ -1728,14 +1728,9 @@ impl Engine {
             return Ok(self.genesis().top.clone());
         }
         let now = now_ms();
-        let records: Vec<TrustRecord> = hello
-            .registrations
-            .iter()
-            .cloned()
-            .map(TrustRecord::Registration)
-            .chain(hello.chain.iter().cloned().map(TrustRecord::Certificate))
-            .collect();
-        // Judged with what it brings; nothing of it is kept unless the hello is accepted.
+        let records = chains_of(&hello.chain, &hello.registrations, &[*peer_key]);
+        // Judged with what it brings that proves its key; nothing of it is kept unless the
+        // hello is accepted.
         let grant = self.with_carried_trust(&records, |e| {
             e.trust
                 .authorize(peer_key, now, |u, role| {
@@ -1940,18 +1935,19 @@ impl Engine {
         msg: SyncMessage,
     ) -> Result<Option<SyncMessage>, SyncRefused> {
         let now = now_ms();
-        let records: Vec<TrustRecord> = msg
-            .registrations
+        // Only what proves a key that signed something in it: its changes' authors, the
+        // header's creator, the issuers of the attestations it carries. Anything else it
+        // carries proves nothing here and is not taken, so an accepted message cannot fill
+        // trust and the store with records of its sender's choosing.
+        let signers: Vec<PublicKey> = msg
+            .signatures
+            .authors()
             .iter()
-            .cloned()
-            .map(TrustRecord::Registration)
-            .chain(
-                msg.certificates
-                    .iter()
-                    .cloned()
-                    .map(TrustRecord::Certificate),
-            )
+            .copied()
+            .chain(msg.header.iter().map(|h| h.header.creator))
+            .chain(msg.attestations.iter().map(|a| a.body.issuer))
             .collect();
+        let records = chains_of(&msg.certificates, &msg.registrations, &signers);
         // The attestations it carries are needed to judge it (admission), so they join the
         // index now, and leave it again if the message is refused: nothing of a refused
         // message is kept.
@@ -1966,18 +1962,13 @@ impl Engine {
         }
         let result =
             self.with_carried_trust(&records, |e| e.sync_in_checked(peer, peer_unit, msg, now));
-        match &result {
-            Ok(_) => {
-                for att in &carried {
-                    if let Err(e) = self.store.put_attestation(att) {
-                        tracing::warn!(error = %e, attestation = %att.id(), "could not store an attestation");
-                    }
-                }
-            }
-            Err(_) => {
-                for att in &carried {
-                    self.attestations.remove(&att.id());
-                }
+        for att in carried {
+            // Kept only from an accepted message, and only if its issuer had the authority:
+            // an attestation nobody may make is not a record worth holding.
+            if result.is_err() || att.check(&self.trust).is_err() {
+                self.attestations.remove(&att.id());
+            } else if let Err(e) = self.store.put_attestation(&att) {
+                tracing::warn!(error = %e, attestation = %att.id(), "could not store an attestation");
             }
         }
         result
@@ -2215,6 +2206,40 @@ pub fn read_genesis(path: &Path) -> Result<Genesis, Error> {
         detail: e.to_string(),
     })?;
     Ok(g)
+}
+
+/// Of the certificates and registrations a peer carried, those that can prove one of `keys`:
+/// the keys' certificates and, up their issuers, the certificates that support them, with the
+/// registrations of the units those name and the units above. A peer chooses what it carries;
+/// only this much of it is ever judged or kept.
+fn chains_of(certs: &[Certificate], regs: &[Registration], keys: &[PublicKey]) -> Vec<TrustRecord> {
+    let mut wanted: HashSet<PublicKey> = keys.iter().copied().collect();
+    let mut taken = vec![false; certs.len()];
+    loop {
+        let mut grew = false;
+        for (i, c) in certs.iter().enumerate() {
+            if !taken[i] && wanted.contains(&c.body.subject) {
+                taken[i] = true;
+                grew |= wanted.insert(c.body.issuer);
+            }
+        }
+        if !grew {
+            break;
+        }
+    }
+    let kept: Vec<&Certificate> = certs
+        .iter()
+        .zip(&taken)
+        .filter_map(|(c, t)| t.then_some(c))
+        .collect();
+    let units: HashSet<&UnitId> = kept.iter().map(|c| &c.body.unit).collect();
+    let named = |u: &UnitId| units.iter().any(|k| u.is_at_or_above(k));
+    regs.iter()
+        .filter(|r| named(&r.body.unit.id))
+        .cloned()
+        .map(TrustRecord::Registration)
+        .chain(kept.into_iter().cloned().map(TrustRecord::Certificate))
+        .collect()
 }
 
 #[cfg(test)]
