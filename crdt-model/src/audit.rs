@@ -8,7 +8,7 @@ use automerge::ChangeHash;
 use serde::{Deserialize, Serialize};
 
 use crate::attest::{self, AdmissionRef, Statement};
-use crate::document::Document;
+use crate::document::{Document, Equivocation};
 use crate::kinds::{self, Kind};
 use crate::trust::Trust;
 
@@ -26,8 +26,29 @@ pub struct Audit {
     pub changes: Vec<Entry>,
     pub attestations: Vec<AttestationView>,
     pub filing: Option<Filing>,
-    /// Problems found: invalid changes, admitted tasks without approvals, schema violations.
+    /// Problems found: invalid changes, admitted tasks without approvals, schema violations,
+    /// equivocations.
     pub problems: Vec<String>,
+    /// Evidence that an author signed two changes with one actor and number
+    /// ([`Document::add_equivocations`]).
+    #[serde(default)]
+    pub equivocations: Vec<EquivocationView>,
+}
+
+/// One equivocation, as evidence kept by this node shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EquivocationView {
+    pub author: String,
+    pub holder: Option<String>,
+    pub seq: u64,
+    /// The change this document holds.
+    pub held: String,
+    /// The change set aside, kept as evidence.
+    pub set_aside: String,
+    pub set_aside_at_ms: Option<i64>,
+    /// `proven` if both signatures check and the changes share actor and number; otherwise
+    /// why the evidence does not hold (for instance, the held change is not here yet).
+    pub verdict: String,
 }
 
 /// One change, judged.
@@ -221,6 +242,51 @@ impl Document {
             attestations,
             filing,
             problems,
+            equivocations: Vec::new(),
+        }
+    }
+
+    /// Add to `audit` the evidence of equivocations kept for this document, each re-checked
+    /// against the change the document holds; a proven one is also a problem.
+    pub fn add_equivocations(
+        &mut self,
+        trust: &Trust,
+        evidence: &[Equivocation],
+        audit: &mut Audit,
+    ) {
+        for e in evidence {
+            let held = ChangeHash(e.held);
+            let refused = automerge::Change::from_bytes(e.refused_change.clone()).ok();
+            let verdict = match (self.change_bytes(&held), self.signature(&held).cloned()) {
+                (Some(bytes), Some(sig)) => match e.check(trust.network(), &bytes, &sig) {
+                    Ok(()) => "proven".to_owned(),
+                    Err(r) => r.to_string(),
+                },
+                _ => "the held change is not in this document".to_owned(),
+            };
+            let holder = trust
+                .certificates_of(&e.author)
+                .first()
+                .map(|c| c.1.body.holder.clone());
+            let set_aside = ChangeHash(e.refused_signature.hash).to_string();
+            if verdict == "proven" {
+                audit.problems.push(format!(
+                    "equivocation: {} signed two changes numbered {}: {} (held) and {} (set aside)",
+                    holder.as_deref().unwrap_or("an author"),
+                    e.seq,
+                    &held.to_string()[..12],
+                    &set_aside[..12],
+                ));
+            }
+            audit.equivocations.push(EquivocationView {
+                author: e.author.to_string(),
+                holder,
+                seq: e.seq,
+                held: held.to_string(),
+                set_aside,
+                set_aside_at_ms: refused.map(|c| c.timestamp()),
+                verdict,
+            });
         }
     }
 

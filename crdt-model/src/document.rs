@@ -1,17 +1,29 @@
 //! A signed document: header, Automerge body, and one signature per change.
 //!
 //! Every way a change can enter — a local edit or a batch from a peer — goes through the same
-//! checks, in this order, and nothing of a batch is applied unless all of it passes:
+//! checks, in this order:
 //!
-//! 1. limits (batch size), network and document binding of each signature;
+//! 1. limits (batch size), network and document binding of each signature, and the change's
+//!    actor belongs to its author (see [`actor_for`]);
 //! 2. signatures (batch-verified when there are several);
 //! 3. authority: the author may write this document, at the change's own timestamp, not revoked;
 //!    timestamps may not lie in the future beyond the allowed clock skew;
-//! 4. causality: every dependency is in the document or the batch;
+//! 4. causality: every dependency is in the document or the batch, and no author signed two
+//!    changes with one actor and sequence number (equivocation);
 //! 5. the result still matches the kind's schema, and every admitted task is backed by the
 //!    district's review and approval.
 //!
 //! Checks 1–4 are per change hash and do not depend on how a sync message packed the changes.
+//! A failure of 1, 2 or 5 refuses the whole batch: 1 and 2 are the sender's own fault (an honest
+//! node verifies before it relays), and 5 judges the document as a whole. A failure of 3 or 4
+//! is a verdict under what this node knows now, which an honest relay cannot always foresee (a
+//! revocation it had not seen, a clock behind ours, an equivocation it met the other half of
+//! first), so that change is *set aside* with its reason and the rest of the batch still
+//! applies. Automerge cannot apply a change without its dependencies, so every change that
+//! depends on a set-aside one, in the batch, is set aside too ([`Rejected::DependsOnSetAside`]);
+//! a change that arrives later and depends on one waits, like any change whose dependency is
+//! missing, within `deferred_changes_max`.
+//!
 //! Checks 3–5 run on a copy; the copy replaces the document only when every check passes. A
 //! large batch is verified (2) on a second thread while 3–5 run, which changes nothing of what
 //! is accepted or of the reason a refusal gives.
@@ -114,13 +126,117 @@ pub struct Batch {
 }
 
 /// What an accepted batch did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     /// Hashes of the changes that were new to this document, in application order.
     pub new: Vec<ChangeHash>,
     /// Changes already held (replays and duplicates), ignored.
     pub duplicates: usize,
     pub heads: Vec<ChangeHash>,
+    /// Changes of the batch not taken, each with its reason (see the module doc): verdicts
+    /// under this node's current knowledge, never the sender's own fault.
+    pub set_aside: Vec<SetAside>,
+    /// Proof, for every equivocation met, that one author signed two changes with one actor
+    /// and sequence number.
+    pub equivocations: Vec<Equivocation>,
+}
+
+/// A change of a batch that was not taken, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    pub change: ChangeHash,
+    pub reason: Rejected,
+}
+
+/// One author, two different changes with the same actor and sequence number. Automerge holds
+/// one change per (actor, sequence number), so a node keeps whichever reached it first and sets
+/// the other aside; this record keeps the other one, signed, so anyone can check the author's
+/// fault ([`Equivocation::check`]) against the change the document holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Equivocation {
+    pub doc: DocId,
+    pub author: PublicKey,
+    pub seq: u64,
+    /// The change the document holds (or that was taken first in the same batch).
+    #[serde(with = "keys::hex32")]
+    pub held: [u8; 32],
+    /// The change set aside: its bytes and its author's signature.
+    #[serde(with = "serde_bytes")]
+    pub refused_change: Vec<u8>,
+    pub refused_signature: ChangeSignature,
+}
+
+impl Equivocation {
+    /// That the evidence is what it says: the refused change decodes, is signed by the author,
+    /// and shares actor and sequence number with `held` (the held change's bytes and
+    /// signature, from the document), which is a different change by the same author.
+    pub fn check(
+        &self,
+        network: NetworkId,
+        held_change: &[u8],
+        held_signature: &ChangeSignature,
+    ) -> Result<(), Rejected> {
+        let malformed = |what: &str| Rejected::Malformed(format!("equivocation evidence: {what}"));
+        let refused = Change::from_bytes(self.refused_change.clone())
+            .map_err(|_| malformed("the refused change does not decode"))?;
+        let held = Change::from_bytes(held_change.to_vec())
+            .map_err(|_| malformed("the held change does not decode"))?;
+        if held.hash().0 != self.held || held_signature.hash != self.held {
+            return Err(malformed("the held change is not the one named"));
+        }
+        if refused.hash() == held.hash()
+            || refused.actor_id() != held.actor_id()
+            || refused.seq() != held.seq()
+            || refused.seq() != self.seq
+        {
+            return Err(malformed("the two changes do not share actor and number"));
+        }
+        for (change, sig) in [(&refused, &self.refused_signature), (&held, held_signature)] {
+            if sig.hash != change.hash().0 || sig.author != self.author {
+                return Err(malformed("a signature is not the author's over its change"));
+            }
+            sig.author
+                .verify_raw(&sig.message(network, self.doc), &sig.signature)
+                .map_err(|_| Rejected::BadSignature {
+                    change: change.hash(),
+                    author: sig.author,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of the author's public key that begin each of its actor ids.
+pub const ACTOR_KEY_BYTES: usize = 16;
+/// Random bytes, fresh for each incarnation of a store, that end them.
+pub const ACTOR_INCARNATION_BYTES: usize = 8;
+
+/// The actor under which `author` commits in a store incarnation: the first
+/// [`ACTOR_KEY_BYTES`] of its key, then the incarnation's random bytes. Binding actors to keys
+/// means no one can sign a change under another author's actor: without it, any writer could
+/// take the next sequence number of a colleague's actor first and make every node that saw its
+/// change first refuse the colleague's real one, splitting the network by arrival order.
+pub fn actor_for(author: &PublicKey, incarnation: &[u8; ACTOR_INCARNATION_BYTES]) -> ActorId {
+    let mut bytes = Vec::with_capacity(ACTOR_KEY_BYTES + ACTOR_INCARNATION_BYTES);
+    bytes.extend_from_slice(&author.0[..ACTOR_KEY_BYTES]);
+    bytes.extend_from_slice(incarnation);
+    ActorId::from(bytes)
+}
+
+/// Whether `actor` is one of `author`'s ([`actor_for`]).
+pub fn actor_is_authors(actor: &ActorId, author: &PublicKey) -> bool {
+    let bytes = actor.to_bytes();
+    bytes.len() == ACTOR_KEY_BYTES + ACTOR_INCARNATION_BYTES
+        && bytes[..ACTOR_KEY_BYTES] == author.0[..ACTOR_KEY_BYTES]
+}
+
+/// The incarnation bytes a random actor id stands for (its first bytes, zero-padded).
+fn incarnation_of(actor: &ActorId) -> [u8; ACTOR_INCARNATION_BYTES] {
+    let mut out = [0u8; ACTOR_INCARNATION_BYTES];
+    for (o, b) in out.iter_mut().zip(actor.to_bytes()) {
+        *o = *b;
+    }
+    out
 }
 
 /// Why a batch was refused. Nothing of a refused batch is applied.
@@ -183,6 +299,22 @@ pub enum Rejected {
     SchemaViolation(String),
     #[error("admitted task {task} lacks the district's approvals: {reason}")]
     Admission { task: String, reason: String },
+    #[error("change {change}: its actor is not one of its author {author}'s")]
+    ForeignActor {
+        change: ChangeHash,
+        author: PublicKey,
+    },
+    #[error(
+        "change {change}: author {author} signed another change, {held}, with the same actor and number {seq}"
+    )]
+    Equivocation {
+        change: ChangeHash,
+        author: PublicKey,
+        seq: u64,
+        held: ChangeHash,
+    },
+    #[error("change {change} depends on change {on}, which was set aside")]
+    DependsOnSetAside { change: ChangeHash, on: ChangeHash },
 }
 
 impl Rejected {
@@ -202,6 +334,27 @@ impl Rejected {
             Rejected::FutureTimestamp { .. } => "future-timestamp",
             Rejected::SchemaViolation(_) => "schema-violation",
             Rejected::Admission { .. } => "admission",
+            Rejected::ForeignActor { .. } => "foreign-actor",
+            Rejected::Equivocation { .. } => "equivocation",
+            Rejected::DependsOnSetAside { .. } => "depends-on-set-aside",
+        }
+    }
+
+    /// The change this verdict is about, if it is about one change.
+    pub fn change(&self) -> Option<ChangeHash> {
+        match self {
+            Rejected::Unsigned { change }
+            | Rejected::BadSignature { change, .. }
+            | Rejected::UnknownKey { change, .. }
+            | Rejected::Untrusted { change, .. }
+            | Rejected::NotPermitted { change, .. }
+            | Rejected::Expired { change, .. }
+            | Rejected::Revoked { change, .. }
+            | Rejected::FutureTimestamp { change, .. }
+            | Rejected::ForeignActor { change, .. }
+            | Rejected::Equivocation { change, .. }
+            | Rejected::DependsOnSetAside { change, .. } => Some(*change),
+            _ => None,
         }
     }
 
@@ -259,10 +412,12 @@ pub struct Document {
     header: SignedHeader,
     id: DocId,
     doc: AutoCommit,
+    /// This store incarnation's random bytes: each author commits under [`actor_for`] them.
+    incarnation: [u8; ACTOR_INCARNATION_BYTES],
     signatures: HashMap<ChangeHash, ChangeSignature>,
     /// Checked changes waiting in Automerge's queue for a dependency (in memory only: after a
     /// restart they are simply sent again).
-    deferred: HashMap<ChangeHash, ChangeSignature>,
+    deferred: HashMap<ChangeHash, Waiting>,
 }
 
 impl Document {
@@ -292,6 +447,7 @@ impl Document {
         Document {
             header,
             id,
+            incarnation: incarnation_of(&actor),
             doc: AutoCommit::new().with_actor(actor),
             signatures: HashMap::new(),
             deferred: HashMap::new(),
@@ -314,6 +470,7 @@ impl Document {
         Ok(Document {
             header,
             id,
+            incarnation: incarnation_of(&actor),
             doc: doc.with_actor(actor),
             signatures,
             deferred: HashMap::new(),
@@ -322,7 +479,10 @@ impl Document {
 
     /// Give this incarnation a fresh actor id. A reused actor makes Automerge sync stall
     /// forever, so every load from disk and every restore must call this with new randomness.
+    /// Its first [`ACTOR_INCARNATION_BYTES`] become the incarnation's part of each author's
+    /// actor ([`actor_for`]).
     pub fn set_actor(&mut self, actor: ActorId) {
+        self.incarnation = incarnation_of(&actor);
         self.doc.set_actor(actor);
     }
 
@@ -431,6 +591,7 @@ impl Document {
         }
         // Edit a copy: if anything below fails the document is untouched.
         let mut scratch = self.doc.clone();
+        scratch.set_actor(actor_for(&author.public(), &self.incarnation));
         scratch.update_diff_cursor();
         let out = f(&mut scratch)?;
         let mut opts = CommitOptions::default().with_time(at_ms);
@@ -447,8 +608,9 @@ impl Document {
         Ok((out, sig))
     }
 
-    /// Ingest a batch from a peer. `Ok` means every new change passed every check and was
-    /// applied; `Err` means none was.
+    /// Ingest a batch from a peer. `Err` means nothing of it was applied: the sender's own
+    /// fault, or a result the document's schema refuses (see the module doc). `Ok` lists what
+    /// was applied, what waits for a dependency, and what was set aside and why.
     pub fn ingest(&mut self, ctx: &Context<'_>, batch: Batch) -> Result<Applied, Rejected> {
         let network = ctx.trust.network();
         if let Some(found) = batch.network
@@ -488,19 +650,25 @@ impl Document {
 
         if fresh.is_empty() {
             return Ok(Applied {
-                new: Vec::new(),
                 duplicates,
                 heads: self.doc.get_heads(),
+                ..Applied::default()
             });
         }
 
-        // Signatures.
+        // Signatures, and actors that belong to their authors.
         let mut found = Vec::with_capacity(fresh.len());
         for change in &fresh {
             let hash = change.hash();
             let sig = sigs
                 .get(&hash.0)
                 .ok_or(Rejected::Unsigned { change: hash })?;
+            if !actor_is_authors(change.actor_id(), &sig.author) {
+                return Err(Rejected::ForeignActor {
+                    change: hash,
+                    author: sig.author,
+                });
+            }
             found.push(*sig);
         }
         let id = self.id;
@@ -536,11 +704,25 @@ impl Document {
             (Ok(()), self.candidate(ctx, &fresh, &found))
         };
         verified?;
-        let mut scratch = candidate?;
+        let Candidate {
+            doc: mut scratch,
+            set_aside,
+            equivocations,
+        } = candidate?;
         // What is now in the document, and what still waits (in Automerge's queue).
-        let mut waiting: HashMap<ChangeHash, ChangeSignature> = self.deferred.clone();
-        for sig in found {
-            waiting.insert(ChangeHash(sig.hash), sig.clone());
+        let aside: HashSet<ChangeHash> = set_aside.iter().map(|s| s.change).collect();
+        let mut waiting: HashMap<ChangeHash, Waiting> = self.deferred.clone();
+        for (change, sig) in fresh.iter().zip(found) {
+            if !aside.contains(&change.hash()) {
+                waiting.insert(
+                    change.hash(),
+                    Waiting {
+                        signature: sig.clone(),
+                        actor: change.actor_id().clone(),
+                        seq: change.seq(),
+                    },
+                );
+            }
         }
         let mut new = Vec::new();
         for c in &fresh {
@@ -564,8 +746,8 @@ impl Document {
         }
         self.doc = scratch;
         for h in &new {
-            if let Some(sig) = waiting.remove(h) {
-                self.signatures.insert(*h, sig);
+            if let Some(w) = waiting.remove(h) {
+                self.signatures.insert(*h, w.signature);
             }
         }
         self.deferred = waiting;
@@ -573,40 +755,50 @@ impl Document {
             new,
             duplicates,
             heads: self.doc.get_heads(),
+            set_aside,
+            equivocations,
         })
     }
 
-    /// Checks 3–5 of an ingest on a copy of the document: authority and time of each change,
-    /// then apply and validate what changed. Returns the copy; the caller swaps it in.
+    /// Checks 3–5 of an ingest on a copy of the document: authority and time of each change
+    /// (setting aside what fails, with what depends on it), then apply, setting aside the
+    /// second change of each equivocation, and validate what changed. Returns the copy; the
+    /// caller swaps it in.
     fn candidate(
         &self,
         ctx: &Context<'_>,
         fresh: &[Change],
         found: &[&ChangeSignature],
-    ) -> Result<AutoCommit, Rejected> {
+    ) -> Result<Candidate, Rejected> {
         // Authority, time. A month of visits has thousands of changes by ten authors: judge
         // each author's certificates once, then each change's time and hash.
         let (kind, unit) = (self.header.header.kind, &self.header.header.unit);
         let mut permissions = HashMap::new();
-        for (change, sig) in fresh.iter().zip(found) {
+        let mut aside = Aside::new(fresh);
+        for (i, (change, sig)) in fresh.iter().zip(found).enumerate() {
             let hash = change.hash();
             let at_ms = change.timestamp();
-            if at_ms > ctx.now_ms.saturating_add(ctx.limits.clock_skew_ms_max) {
-                return Err(Rejected::FutureTimestamp {
+            let verdict = if at_ms > ctx.now_ms.saturating_add(ctx.limits.clock_skew_ms_max) {
+                Err(Rejected::FutureTimestamp {
                     change: hash,
                     at_ms,
                     now_ms: ctx.now_ms,
-                });
-            }
-            permissions
-                .entry(sig.author)
-                .or_insert_with(|| {
-                    ctx.trust.permission(&sig.author, |u, role| {
-                        doc::may_write(kind, unit, &u.id, role)
-                    })
                 })
-                .at(at_ms)
-                .map_err(|d| Rejected::denied(hash, d))?;
+            } else {
+                permissions
+                    .entry(sig.author)
+                    .or_insert_with(|| {
+                        ctx.trust.permission(&sig.author, |u, role| {
+                            doc::may_write(kind, unit, &u.id, role)
+                        })
+                    })
+                    .at(at_ms)
+                    .map(|_| ())
+                    .map_err(|d| Rejected::denied(hash, d))
+            };
+            if let Err(reason) = verdict {
+                aside.put(i, reason);
+            }
         }
 
         // Causality: a change whose dependency is neither held nor in the batch is not refused
@@ -618,39 +810,116 @@ impl Document {
         // sync) writes the root maps, so it is judged as a whole anyway: asking Automerge
         // for the patches of every change first would cost more than the check itself.
         let whole = self.signatures.is_empty();
-        let mut scratch = self.doc.clone();
-        if !whole {
-            scratch.update_diff_cursor();
-        }
-        // automerge 0.12 can panic applying well-framed changes that name unknown actors or
-        // missing objects (see wire.rs). The copy is thrown away on failure, so a panic here is
-        // one more way of refusing the batch, never a crash of the node.
-        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            scratch.apply_changes(fresh.iter().cloned())?;
-            Ok::<_, automerge::AutomergeError>(if whole {
-                Touched::everything()
-            } else {
-                Touched::from_patches(&scratch.diff_incremental())
-            })
-        }));
-        let touched = match applied {
-            Ok(Ok(touched)) => touched,
-            Ok(Err(e)) => return Err(Rejected::Malformed(e.to_string())),
-            Err(_) => {
-                return Err(Rejected::Malformed(
-                    "automerge could not apply the changes".to_owned(),
-                ));
+        let mut equivocations = Vec::new();
+        loop {
+            let mut scratch = self.doc.clone();
+            if !whole {
+                scratch.update_diff_cursor();
             }
-        };
-        scratch.reset_diff_cursor();
-        validate_state(kind, unit, &scratch, &touched, ctx).map_err(|e| match e {
-            EditRefused::Admission { task, error } => Rejected::Admission {
-                task,
-                reason: error.to_string(),
-            },
-            other => Rejected::SchemaViolation(other.to_string()),
-        })?;
-        Ok(scratch)
+            // automerge 0.12 can panic applying well-framed changes that name unknown actors
+            // or missing objects (see wire.rs). The copy is thrown away on failure, so a panic
+            // here is one more way of refusing the batch, never a crash of the node.
+            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                scratch.apply_changes(aside.taken(fresh))?;
+                Ok::<_, automerge::AutomergeError>(if whole {
+                    Touched::everything()
+                } else {
+                    Touched::from_patches(&scratch.diff_incremental())
+                })
+            }));
+            let touched = match applied {
+                Ok(Ok(touched)) => touched,
+                // One (actor, number) twice: Automerge refuses the whole call before applying
+                // anything, so set the newcomer aside and apply the rest again (at most once
+                // per change of the batch).
+                Ok(Err(automerge::AutomergeError::DuplicateSeqNumber(seq, actor))) => {
+                    let held = self.equivocated(&mut scratch, fresh, &aside, &actor, seq);
+                    let mut progressed = false;
+                    for (i, change) in fresh.iter().enumerate() {
+                        if aside.is_taken(i)
+                            && change.actor_id() == &actor
+                            && change.seq() == seq
+                            && Some(change.hash()) != held
+                        {
+                            let held = held.unwrap_or(change.hash());
+                            aside.put(
+                                i,
+                                Rejected::Equivocation {
+                                    change: change.hash(),
+                                    author: found[i].author,
+                                    seq,
+                                    held,
+                                },
+                            );
+                            equivocations.push(Equivocation {
+                                doc: self.id,
+                                author: found[i].author,
+                                seq,
+                                held: held.0,
+                                refused_change: change.raw_bytes().to_vec(),
+                                refused_signature: found[i].clone(),
+                            });
+                            progressed = true;
+                        }
+                    }
+                    if !progressed {
+                        return Err(Rejected::Malformed(format!(
+                            "automerge refused sequence number {seq} of an actor twice"
+                        )));
+                    }
+                    continue;
+                }
+                Ok(Err(e)) => return Err(Rejected::Malformed(e.to_string())),
+                Err(_) => {
+                    return Err(Rejected::Malformed(
+                        "automerge could not apply the changes".to_owned(),
+                    ));
+                }
+            };
+            scratch.reset_diff_cursor();
+            validate_state(kind, unit, &scratch, &touched, ctx).map_err(|e| match e {
+                EditRefused::Admission { task, error } => Rejected::Admission {
+                    task,
+                    reason: error.to_string(),
+                },
+                other => Rejected::SchemaViolation(other.to_string()),
+            })?;
+            return Ok(Candidate {
+                doc: scratch,
+                set_aside: aside.into_set_aside(),
+                equivocations,
+            });
+        }
+    }
+
+    /// The change that holds (actor, seq) first: in the document, waiting for a dependency,
+    /// or the first of the batch's still taken changes that claim it.
+    fn equivocated(
+        &self,
+        scratch: &mut AutoCommit,
+        fresh: &[Change],
+        aside: &Aside,
+        actor: &ActorId,
+        seq: u64,
+    ) -> Option<ChangeHash> {
+        scratch
+            .get_changes_meta(&[])
+            .iter()
+            .find(|m| m.actor.as_ref() == actor && m.seq == seq)
+            .map(|m| m.hash)
+            .or_else(|| {
+                self.deferred
+                    .iter()
+                    .find(|(_, w)| &w.actor == actor && w.seq == seq)
+                    .map(|(h, _)| *h)
+            })
+            .or_else(|| {
+                fresh
+                    .iter()
+                    .enumerate()
+                    .find(|(i, c)| aside.is_taken(*i) && c.actor_id() == actor && c.seq() == seq)
+                    .map(|(_, c)| c.hash())
+            })
     }
 
     /// The grant a change's author acted with, or why it has none (for audit).
@@ -672,6 +941,95 @@ impl Document {
                 doc::may_write(kind, unit, &u.id, role)
             })
             .map_err(|d| Rejected::denied(*hash, d))
+    }
+}
+
+/// A checked change waiting in Automerge's queue for a dependency.
+#[derive(Debug, Clone)]
+struct Waiting {
+    signature: ChangeSignature,
+    actor: ActorId,
+    seq: u64,
+}
+
+/// A copy of the document with a batch applied, and what of the batch was set aside.
+struct Candidate {
+    doc: AutoCommit,
+    set_aside: Vec<SetAside>,
+    equivocations: Vec<Equivocation>,
+}
+
+/// Which changes of a batch are still taken, and why the others are not. Setting one aside
+/// sets aside every change of the batch that depends on it, transitively.
+struct Aside {
+    taken: Vec<bool>,
+    /// For each change hash of the batch, the batch changes that name it as a dependency.
+    children: HashMap<ChangeHash, Vec<usize>>,
+    hashes: Vec<ChangeHash>,
+    set_aside: Vec<SetAside>,
+}
+
+impl Aside {
+    fn new(fresh: &[Change]) -> Aside {
+        let mut children: HashMap<ChangeHash, Vec<usize>> = HashMap::new();
+        for (i, c) in fresh.iter().enumerate() {
+            for dep in c.deps() {
+                children.entry(*dep).or_default().push(i);
+            }
+        }
+        Aside {
+            taken: vec![true; fresh.len()],
+            children,
+            hashes: fresh.iter().map(Change::hash).collect(),
+            set_aside: Vec::new(),
+        }
+    }
+
+    fn is_taken(&self, i: usize) -> bool {
+        self.taken[i]
+    }
+
+    fn put(&mut self, i: usize, reason: Rejected) {
+        if !std::mem::replace(&mut self.taken[i], false) {
+            return;
+        }
+        self.set_aside.push(SetAside {
+            change: self.hashes[i],
+            reason,
+        });
+        let mut todo = vec![i];
+        while let Some(parent) = todo.pop() {
+            for &child in self
+                .children
+                .get(&self.hashes[parent])
+                .into_iter()
+                .flatten()
+            {
+                if std::mem::replace(&mut self.taken[child], false) {
+                    self.set_aside.push(SetAside {
+                        change: self.hashes[child],
+                        reason: Rejected::DependsOnSetAside {
+                            change: self.hashes[child],
+                            on: self.hashes[parent],
+                        },
+                    });
+                    todo.push(child);
+                }
+            }
+        }
+    }
+
+    fn taken(&self, fresh: &[Change]) -> Vec<Change> {
+        fresh
+            .iter()
+            .zip(&self.taken)
+            .filter(|(_, t)| **t)
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
+    fn into_set_aside(self) -> Vec<SetAside> {
+        self.set_aside
     }
 }
 

@@ -65,6 +65,15 @@ pub fn actor(n: u8) -> ActorId {
     ActorId::from(vec![n; 16])
 }
 
+/// A deterministic actor of `author`'s, as a change it signs must carry
+/// ([`crate::document::actor_for`]).
+pub fn actor_of(author: &SecretKey, n: u8) -> ActorId {
+    crate::document::actor_for(
+        &author.public(),
+        &[n; crate::document::ACTOR_INCARNATION_BYTES],
+    )
+}
+
 pub fn unit(id: &str, kind: UnitKind, name: &str) -> Unit {
     Unit {
         id: UnitId::new(id).expect("fixture unit id"),

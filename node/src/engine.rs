@@ -163,6 +163,7 @@ impl SyncRefused {
                     | Rejected::Malformed(_)
                     | Rejected::Unsigned { .. }
                     | Rejected::BadSignature { .. }
+                    | Rejected::ForeignActor { .. }
             ),
             SyncRefused::Certificate(e) => !matches!(e, RecordError::FromTheFuture { .. }),
             SyncRefused::OutOfScope { .. }
@@ -178,6 +179,18 @@ impl SyncRefused {
             | SyncRefused::Storage(_) => false,
         }
     }
+}
+
+/// What became of a peer's sync message that was taken.
+#[derive(Debug)]
+pub struct Synced {
+    /// The next message of the session, if there is something to say.
+    pub reply: Option<SyncMessage>,
+    /// Why each change not taken was set aside; none is the sender's fault.
+    pub set_aside: Vec<Rejected>,
+    /// If something was set aside: the keys whose signed work was taken, the only ones the
+    /// records the message carried may still prove.
+    proven: Option<Vec<PublicKey>>,
 }
 
 /// A summary row of a document.
@@ -996,7 +1009,9 @@ impl Engine {
             .docs
             .get_mut(id)
             .ok_or_else(|| Error::UnknownDoc(id.to_string()))?;
-        Ok(doc.audit(trust, index))
+        let mut audit = doc.audit(trust, index);
+        doc.add_equivocations(trust, &self.store.equivocations(id)?, &mut audit);
+        Ok(audit)
     }
 
     /// Re-check the whole store: every header, change, attestation, and that nothing is held
@@ -1731,18 +1746,22 @@ impl Engine {
         let records = chains_of(&hello.chain, &hello.registrations, &[*peer_key]);
         // Judged with what it brings that proves its key; nothing of it is kept unless the
         // hello is accepted.
-        let grant = self.with_carried_trust(&records, |e| {
-            e.trust
-                .authorize(peer_key, now, |u, role| {
-                    role == Role::Node && u.id == hello.unit
-                })
-                .map_err(|d| {
-                    SyncRefused::Hello(format!(
-                        "peer key is not a certified node of {}: {d}",
-                        hello.unit
-                    ))
-                })
-        })?;
+        let grant = self.with_carried_trust(
+            &records,
+            |e| {
+                e.trust
+                    .authorize(peer_key, now, |u, role| {
+                        role == Role::Node && u.id == hello.unit
+                    })
+                    .map_err(|d| {
+                        SyncRefused::Hello(format!(
+                            "peer key is not a certified node of {}: {d}",
+                            hello.unit
+                        ))
+                    })
+            },
+            |_| None,
+        )?;
         let unit = self
             .trust
             .unit(&grant.unit)
@@ -1926,14 +1945,16 @@ impl Engine {
         out
     }
 
-    /// Take a peer's sync message. `Ok(reply)` means it was applied (the reply may be `None`
-    /// when we have nothing to say); `Err` means nothing of it was applied.
+    /// Take a peer's sync message. `Ok` means it was applied, except the changes it lists as
+    /// set aside (verdicts under what this node knows now, see `document`'s module doc), with
+    /// the reply to send (`None` when we have nothing to say); `Err` means nothing of it was
+    /// applied.
     pub fn sync_in(
         &mut self,
         peer: &str,
         peer_unit: &UnitId,
         msg: SyncMessage,
-    ) -> Result<Option<SyncMessage>, SyncRefused> {
+    ) -> Result<Synced, SyncRefused> {
         let now = now_ms();
         // Only what proves a key that signed something in it: its changes' authors, the
         // header's creator, the issuers of the attestations it carries. Anything else it
@@ -1960,8 +1981,11 @@ impl Engine {
                 carried.push(att.clone());
             }
         }
-        let result =
-            self.with_carried_trust(&records, |e| e.sync_in_checked(peer, peer_unit, msg, now));
+        let result = self.with_carried_trust(
+            &records,
+            |e| e.sync_in_checked(peer, peer_unit, msg, now),
+            |s| s.proven.clone(),
+        );
         for att in carried {
             // Kept only from an accepted message, and only if its issuer had the authority:
             // an attestation nobody may make is not a record worth holding.
@@ -1976,12 +2000,15 @@ impl Engine {
 
     /// Judge a peer's input with the trust records it carries in trust: they are needed to
     /// judge it. If `judge` refuses, trust goes back to what it was and nothing of them is
-    /// stored; if it accepts, the new ones are stored. Trust is copied only when a record is
-    /// new here (most messages carry only what is known, or nothing).
+    /// stored; if it accepts, the new ones are stored — or, if `proven` names the keys whose
+    /// signed work was taken in the end (some was set aside), only the new ones that prove
+    /// those keys. Trust is copied only when a record is new here (most messages carry only
+    /// what is known, or nothing).
     fn with_carried_trust<T>(
         &mut self,
         records: &[TrustRecord],
         judge: impl FnOnce(&mut Self) -> Result<T, SyncRefused>,
+        proven: impl FnOnce(&T) -> Option<Vec<PublicKey>>,
     ) -> Result<T, SyncRefused> {
         if records.iter().all(|r| self.trust.knows(r)) {
             return judge(self);
@@ -1992,7 +2019,25 @@ impl Engine {
             .map_err(SyncRefused::from)
             .and_then(|new| judge(self).map(|t| (t, new)));
         match result {
-            Ok((t, new)) => {
+            Ok((t, mut new)) => {
+                if let Some(keys) = proven(&t) {
+                    let (mut certs, mut regs) = (Vec::new(), Vec::new());
+                    for r in &new {
+                        match r {
+                            TrustRecord::Certificate(c) => certs.push(c.clone()),
+                            TrustRecord::Registration(g) => regs.push(g.clone()),
+                            TrustRecord::Revocation(_) => {}
+                        }
+                    }
+                    let keep = chains_of(&certs, &regs, &keys);
+                    if keep.len() < new.len() {
+                        self.trust = before;
+                        new = self.insert_trust(&keep).unwrap_or_else(|e| {
+                            tracing::warn!(error = %e, "could not keep the records that prove what was taken");
+                            Vec::new()
+                        });
+                    }
+                }
                 self.store_trust_or_log(&new);
                 Ok(t)
             }
@@ -2042,7 +2087,7 @@ impl Engine {
         peer_unit: &UnitId,
         msg: SyncMessage,
         now: i64,
-    ) -> Result<Option<SyncMessage>, SyncRefused> {
+    ) -> Result<Synced, SyncRefused> {
         let id = msg.doc;
         let network = self.trust.network();
         // A document new here is built aside and kept only once the message passes every
@@ -2078,6 +2123,8 @@ impl Engine {
                 });
             }
         }
+        let attestation_issuers: Vec<PublicKey> =
+            msg.attestations.iter().map(|a| a.body.issuer).collect();
         let mut state = self.state_for(peer, &id);
         let applied = match &msg.message {
             Some(bytes) => {
@@ -2109,12 +2156,21 @@ impl Engine {
                     }
                 }
             }
-            None => Applied {
-                new: Vec::new(),
-                duplicates: 0,
-                heads: Vec::new(),
-            },
+            None => Applied::default(),
         };
+        // A document new here is kept whole or not at all: if any change of the message that
+        // brings it was set aside, its header is not kept either.
+        if fresh.is_some()
+            && let Some(first) = applied.set_aside.first()
+        {
+            return Err(SyncRefused::Model(first.reason.clone()));
+        }
+        for e in &applied.equivocations {
+            tracing::warn!(doc = %id, author = %e.author, seq = e.seq, "equivocation: one author signed two changes with the same actor and number; evidence kept");
+            if let Err(err) = self.store.put_equivocation(e) {
+                tracing::warn!(error = %err, doc = %id, "could not store evidence of an equivocation");
+            }
+        }
         if let Some(doc) = fresh {
             self.store
                 .put_header(doc.header())
@@ -2143,7 +2199,20 @@ impl Engine {
             self.after_change(&id);
         }
         self.keep_state(peer, &id, state);
-        Ok(self.sync_out(peer, peer_unit, &id))
+        let proven = (!applied.set_aside.is_empty()).then(|| {
+            let doc = &self.docs[&id];
+            applied
+                .new
+                .iter()
+                .filter_map(|h| doc.signature(h).map(|s| s.author))
+                .chain(attestation_issuers)
+                .collect()
+        });
+        Ok(Synced {
+            reply: self.sync_out(peer, peer_unit, &id),
+            set_aside: applied.set_aside.into_iter().map(|s| s.reason).collect(),
+            proven,
+        })
     }
 
     fn persist_remote(&mut self, id: &DocId, applied: &Applied) -> Result<(), Error> {
@@ -2267,6 +2336,7 @@ mod tests {
             SyncRefused::Model(Rejected::Malformed("bomb".to_owned())),
             SyncRefused::Model(Rejected::Unsigned { change }),
             SyncRefused::Model(Rejected::BadSignature { change, author }),
+            SyncRefused::Model(Rejected::ForeignActor { change, author }),
             SyncRefused::Unreadable("eof".to_owned()),
             SyncRefused::Hello("not a node".to_owned()),
             SyncRefused::Certificate(RecordError::EmptyName),
@@ -2293,6 +2363,16 @@ mod tests {
                 what: "certificate",
                 at_ms: 1,
                 now_ms: 0,
+            }),
+            SyncRefused::Model(Rejected::Equivocation {
+                change,
+                author,
+                seq: 3,
+                held: ChangeHash([3; 32]),
+            }),
+            SyncRefused::Model(Rejected::DependsOnSetAside {
+                change,
+                on: ChangeHash([3; 32]),
             }),
             SyncRefused::NoHello,
             SyncRefused::RateLimited(200),

@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn};
 
 use crate::config::Config;
-use crate::engine::{SyncRefused, now_ms};
+use crate::engine::{SyncRefused, Synced, now_ms};
 use crate::protocol::{self, Announce, Request, Response, SyncMessage};
 use crate::shared::{NetCommand, PeerInfo, Shared};
 
@@ -696,17 +696,22 @@ impl Net {
                         .shared
                         .engine()
                         .sync_in(&peer.to_string(), &unit.id, *msg);
-                    debug!(reply = matches!(result, Ok(Some(_))), "sync request");
+                    debug!(
+                        reply = matches!(result, Ok(Synced { reply: Some(_), .. })),
+                        "sync request"
+                    );
                     match result {
-                        Ok(reply) => Response::Sync(Box::new(reply.unwrap_or(SyncMessage {
-                            doc,
-                            header: None,
-                            message: None,
-                            signatures: Default::default(),
-                            certificates: Vec::new(),
-                            registrations: Vec::new(),
-                            attestations: Vec::new(),
-                        }))),
+                        Ok(synced) => Response::Sync(Box::new(
+                            self.set_aside(peer, synced).unwrap_or(SyncMessage {
+                                doc,
+                                header: None,
+                                message: None,
+                                signatures: Default::default(),
+                                certificates: Vec::new(),
+                                registrations: Vec::new(),
+                                attestations: Vec::new(),
+                            }),
+                        )),
                         Err(e) => {
                             self.offence(peer, &e, true);
                             rejected(&e)
@@ -818,7 +823,7 @@ impl Net {
                         .engine()
                         .sync_in(&peer.to_string(), &unit.id, *msg);
                     match result {
-                        Ok(next) => next,
+                        Ok(synced) => self.set_aside(peer, synced),
                         Err(e) => {
                             self.offence(peer, &e, false);
                             None
@@ -958,6 +963,15 @@ impl Net {
                 self.swarm.behaviour_mut().blocked.block_peer(peer);
             }
         }
+    }
+
+    /// A taken message's changes that were set aside are refusals too, never the sender's
+    /// fault: counted and logged like any. Returns the reply.
+    fn set_aside(&mut self, peer: PeerId, synced: Synced) -> Option<SyncMessage> {
+        for reason in synced.set_aside {
+            self.offence(peer, &SyncRefused::Model(reason), false);
+        }
+        synced.reply
     }
 
     /// A peer marked for dropping has been sent its response: drop it after a grace period in

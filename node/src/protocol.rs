@@ -24,8 +24,8 @@ use serde::{Deserialize, Serialize};
 
 /// Request-response protocol name; the version is in the name so old and new nodes do not
 /// misread each other.
-pub const PROTOCOL: &str = "/linli/sync/3";
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL: &str = "/linli/sync/4";
+pub const PROTOCOL_VERSION: u32 = 4;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Request {

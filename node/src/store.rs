@@ -55,7 +55,7 @@ use automerge::ChangeHash;
 use linli_crdt_model::attest::Attestation;
 use linli_crdt_model::cert::{Certificate, RecordId, Registration, Revocation};
 use linli_crdt_model::doc::{DocId, SignedHeader};
-use linli_crdt_model::document::{ChangeSignature, Document};
+use linli_crdt_model::document::{ChangeSignature, Document, Equivocation};
 use linli_crdt_model::genesis::NetworkId;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -68,9 +68,12 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 /// only, revocations with a scope and a cutoff. Nothing of a format-2 store means the same in
 /// format 3, so an older store is refused ([`Error::OlderFormat`]), never upgraded: the node is
 /// provisioned again and syncs its documents from its peers.
-pub const FORMAT_VERSION: u32 = 3;
+/// 4: every change's actor begins with its author's key (`document::actor_for`), and an
+/// `equivocations` tree keeps evidence. A format-3 store holds changes under random actors,
+/// which no format-4 node takes from a peer, so it is refused the same way.
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest format this build opens.
-const FORMAT_VERSION_MIN: u32 = 3;
+const FORMAT_VERSION_MIN: u32 = 4;
 
 const META_FORMAT_VERSION: &[u8] = b"format_version";
 const META_NETWORK_ID: &[u8] = b"network_id";
@@ -108,7 +111,8 @@ pub enum Error {
     },
     #[error(
         "store at {} has format version {found}: this store was written before the unit tree \
-         became signed data (format {supported} needs registrations); provision the node again \
+         became signed data and changes were bound to their authors' keys (format {supported}); \
+         provision the node again \
          with `linli init`/`linli join` or `linli testnet` in a fresh data directory (or move \
          this one aside) and let it sync from its peers",
         path.display()
@@ -177,6 +181,8 @@ pub struct Store {
     registrations: sled::Tree,
     attestations: sled::Tree,
     sync_states: sled::Tree,
+    /// Evidence of equivocations, under (document id, refused change hash).
+    equivocations: sled::Tree,
 }
 
 impl fmt::Debug for Store {
@@ -245,6 +251,7 @@ impl Store {
             registrations: tree("registrations")?,
             attestations: tree("attestations")?,
             sync_states: tree("sync_states")?,
+            equivocations: tree("equivocations")?,
             db,
             network,
             path,
@@ -652,6 +659,29 @@ impl Store {
     /// Store an attestation under its id. Durable on return.
     pub fn put_attestation(&self, att: &Attestation) -> Result<(), Error> {
         self.put_record(&self.attestations, att.id(), att.encode())
+    }
+
+    /// Keep evidence of an equivocation (once per refused change).
+    pub fn put_equivocation(&self, e: &Equivocation) -> Result<(), Error> {
+        let mut key = e.doc.0.to_vec();
+        key.extend_from_slice(&e.refused_signature.hash);
+        let bytes = postcard::to_allocvec(e).expect("postcard encoding of a plain struct");
+        self.equivocations
+            .insert(key, bytes)
+            .map_err(|err| self.sled(err))?;
+        self.flush()
+    }
+
+    /// The evidence of equivocations kept for one document.
+    pub fn equivocations(&self, doc: &DocId) -> Result<Vec<Equivocation>, Error> {
+        self.equivocations
+            .scan_prefix(doc.0)
+            .map(|kv| {
+                let (key, bytes) = kv.map_err(|e| self.sled(e))?;
+                postcard::from_bytes(&bytes)
+                    .map_err(|e| self.corrupt("equivocations", &key, e.to_string()))
+            })
+            .collect()
     }
 
     fn put_record(&self, tree: &sled::Tree, id: RecordId, bytes: Vec<u8>) -> Result<(), Error> {
@@ -1071,7 +1101,7 @@ mod tests {
 
     #[test]
     fn an_older_store_is_refused_with_what_to_do() {
-        for old in [1u32, 2] {
+        for old in [1u32, 2, 3] {
             let dir = tempfile::tempdir().unwrap();
             let net = Net::new();
             let (mut doc, _) = net.visit_log().unwrap();

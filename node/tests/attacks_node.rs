@@ -5,13 +5,13 @@
 
 use std::path::Path;
 
+use automerge::AutoCommit;
 use automerge::sync::{ChunkList, Message, MessageVersion};
 use automerge::transaction::CommitOptions;
-use automerge::{ActorId, AutoCommit};
 use linli_crdt_model::attest::{Attestation, AttestationBody, Statement};
 use linli_crdt_model::cert::{Certificate, Role};
 use linli_crdt_model::doc::{DocId, Header, SCHEMA_VERSION, Scope};
-use linli_crdt_model::document::ChangeSignature;
+use linli_crdt_model::document::{ACTOR_INCARNATION_BYTES, ChangeSignature, actor_for};
 use linli_crdt_model::genesis::Genesis;
 use linli_crdt_model::keys::SecretKey;
 use linli_crdt_model::kinds::{self, Kind};
@@ -168,7 +168,13 @@ impl Bench {
 
     fn sync_in(&mut self, msg: SyncMessage) -> Result<Option<SyncMessage>, SyncRefused> {
         let peer_unit = self.qianjin.clone();
-        self.engine.sync_in(PEER, &peer_unit, msg)
+        // Here a change set aside counts as refused: no test of this file expects a message
+        // to be taken in part.
+        let synced = self.engine.sync_in(PEER, &peer_unit, msg)?;
+        match synced.set_aside.into_iter().next() {
+            Some(reason) => Err(SyncRefused::Model(reason)),
+            None => Ok(synced.reply),
+        }
     }
 }
 
@@ -210,8 +216,9 @@ fn new_doc(
     }
     .sign(header_signer);
     header.header.creator = creator.public();
-    let mut doc =
-        AutoCommit::new().with_actor(ActorId::from(keystore::random_seed()[..16].to_vec()));
+    let mut incarnation = [0u8; ACTOR_INCARNATION_BYTES];
+    incarnation.copy_from_slice(&keystore::random_seed()[..ACTOR_INCARNATION_BYTES]);
+    let mut doc = AutoCommit::new().with_actor(actor_for(&header_signer.public(), &incarnation));
     kinds::convention::init(&mut doc).unwrap();
     doc.commit_with(CommitOptions::default().with_time(at_ms));
     let change = doc.get_last_local_change().unwrap().clone();

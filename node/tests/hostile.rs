@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use automerge::sync::{ChunkList, Message, MessageVersion};
 use automerge::transaction::CommitOptions;
-use automerge::{ActorId, AutoCommit, Change, ChangeHash};
+use automerge::{AutoCommit, Change, ChangeHash};
 use expect_test::expect;
 use futures::StreamExt;
 use libp2p::core::Transport;
@@ -31,7 +31,7 @@ use linli_crdt_model::cert::{
     TrustRecord,
 };
 use linli_crdt_model::doc::{DocId, Header, SCHEMA_VERSION, Scope};
-use linli_crdt_model::document::{ChangeSignature, Document};
+use linli_crdt_model::document::{ACTOR_INCARNATION_BYTES, ChangeSignature, Document, actor_for};
 use linli_crdt_model::genesis::{Genesis, NetworkId};
 use linli_crdt_model::keys::SecretKey;
 use linli_crdt_model::kinds::{self, Kind};
@@ -340,6 +340,13 @@ const MESSAGE_TYPE_SYNC_V1: u8 = 0x42;
 const MAGIC_BYTES: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 const CHUNK_TYPE_COMPRESSED: u8 = 2;
 
+/// Fresh random bytes for an actor of one forging session.
+fn incarnation() -> [u8; ACTOR_INCARNATION_BYTES] {
+    let mut out = [0u8; ACTOR_INCARNATION_BYTES];
+    out.copy_from_slice(&keystore::random_seed()[..ACTOR_INCARNATION_BYTES]);
+    out
+}
+
 fn uleb(out: &mut Vec<u8>, mut n: u64) {
     loop {
         let byte = (n & 0x7f) as u8;
@@ -480,7 +487,7 @@ fn forge(
     let mut doc = doc.clone();
     let heads = doc.heads();
     let mut fork = doc.at(&heads).expect("fork at own heads");
-    fork.set_actor(ActorId::from(keystore::random_seed()[..16].to_vec()));
+    fork.set_actor(actor_for(&signer.public(), &incarnation()));
     f(&mut fork);
     fork.commit_with(CommitOptions::default().with_time(at_ms));
     let change = fork.get_last_local_change().expect("a change").clone();
@@ -562,8 +569,7 @@ fn forged_doc(
         period: None,
     }
     .sign(signer);
-    let mut doc =
-        AutoCommit::new().with_actor(ActorId::from(keystore::random_seed()[..16].to_vec()));
+    let mut doc = AutoCommit::new().with_actor(actor_for(&signer.public(), &incarnation()));
     let changes: Vec<Change> = edits
         .iter()
         .map(|edit| {
@@ -771,6 +777,47 @@ async fn healthy(node: &Running) -> bool {
     )
 }
 
+/// The `rejections` metric of `node`, by reason.
+fn rejections(node: &Running) -> std::collections::BTreeMap<String, u64> {
+    let text = node.shared.engine().metrics.render();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("linli_rejections_total{reason=\""))
+        .filter_map(|l| {
+            let (reason, rest) = l.split_once("\"}")?;
+            Some((reason.to_owned(), rest.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// What became of a sync request: the answer, and, if it was taken, whether the changes it
+/// carried were set aside (the reasons counted meanwhile) or changed the heads of `doc`.
+async fn sync_outcome(
+    rogue: &mut Rogue,
+    node: &Running,
+    doc: &DocId,
+    msg: SyncMessage,
+) -> (Outcome, String) {
+    let (heads, counted) = (heads_of(node, doc), rejections(node));
+    let outcome = rogue.request(Request::Sync(Box::new(msg))).await;
+    let label = match &outcome {
+        Outcome::Answered(Response::Sync(_)) => {
+            let now = rejections(node);
+            let new: Vec<String> = now
+                .iter()
+                .filter(|(r, n)| counted.get(*r).copied().unwrap_or(0) < **n)
+                .map(|(r, _)| r.clone())
+                .collect();
+            match (heads_of(node, doc) == heads, new.is_empty()) {
+                (true, false) => format!("set aside {}", new.join(" ")),
+                (true, true) => "accepted, heads unchanged".to_owned(),
+                (false, _) => "accepted, heads changed".to_owned(),
+            }
+        }
+        other => other.label(),
+    };
+    (outcome, label)
+}
+
 fn disconnects_for_offences(node: &Running) -> u64 {
     let text = node.shared.engine().metrics.render();
     text.lines()
@@ -937,14 +984,15 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
 
     for (name, msg) in cases {
         let mut rogue = city.rogue().await;
-        let outcome = rogue.request(Request::Sync(Box::new(msg))).await;
+        let doc = msg.doc;
+        let (outcome, label) = sync_outcome(&mut rogue, &city.community, &doc, msg).await;
         eprintln!("{name}: {}", outcome.detail());
         let health = if healthy(&city.community).await {
             "healthy"
         } else {
             "UNHEALTHY"
         };
-        rows.push(format!("{name}: {}, {health}", outcome.label()));
+        rows.push(format!("{name}: {label}, {health}"));
     }
 
     // Every refusal above is counted under its reason, those outside the model too.
@@ -1060,10 +1108,14 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
             let (c, s) = city.forge(&city.liqiang, now_ms(), |tx| {
                 duty(tx, &format!("relayed-{i}"))
             });
-            let outcome = rogue
-                .request(Request::Sync(Box::new(carrying(tasks, &c, vec![s]))))
-                .await;
-            labels.push(outcome.label());
+            let (_, label) = sync_outcome(
+                &mut rogue,
+                &city.community,
+                &tasks,
+                carrying(tasks, &c, vec![s]),
+            )
+            .await;
+            labels.push(label);
         }
         let closed = rogue.closed_within(Duration::from_millis(500)).await;
         rows.push(format!(
@@ -1166,11 +1218,11 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
     expect![[r#"
         unsigned change: rejected unsigned, healthy
         bad signature: rejected bad-signature, healthy
-        key without certificate: rejected unknown-key, healthy
-        writer of another community: rejected not-permitted, healthy
-        certificate expired: rejected expired, healthy
-        dated an hour ahead: rejected future-timestamp, healthy
-        revoked key: rejected revoked, healthy
+        key without certificate: set aside unknown-key, healthy
+        writer of another community: set aside not-permitted, healthy
+        certificate expired: set aside expired, healthy
+        dated an hour ahead: set aside future-timestamp, healthy
+        revoked key: set aside revoked, healthy
         zero-bit bloom filter: rejected malformed, healthy
         u32::MAX bloom probes: rejected malformed, healthy
         deflate bomb: rejected malformed, healthy
@@ -1181,7 +1233,7 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
         honest change: accepted, heads changed, healthy
         same change again: accepted, heads unchanged, healthy
         message over message_bytes_max: failed, next request hello, healthy
-        4 relayed refusals: rejected revoked, rejected revoked, rejected revoked, rejected revoked, still connected, disconnects_for_offences +0
+        4 relayed refusals: set aside revoked, set aside revoked, set aside revoked, set aside revoked, still connected, disconnects_for_offences +0
         3 offences: rejected unsigned, rejected unsigned, rejected unsigned, disconnected, disconnects_for_offences +1
         redial within the ban: refused
         honest edit afterwards: reached the district
@@ -1344,16 +1396,26 @@ async fn forged_authority_travels_but_takes_nothing() {
         ));
     }
 
-    // A change signed by the writer the neighbour's admin certified, carrying its certificate.
+    // A change signed by another writer the neighbour's admin certified, carrying its
+    // certificate (which nothing else brought here).
     {
+        let neighbour_writer = keystore::generate_key();
         let (c, s) = city.forge(&neighbour_writer, now_ms(), |tx| duty(tx, "neighbour"));
         let mut msg = carrying(tasks, &c, vec![s]);
         msg.certificates = vec![certify(&neighbour_writer, &shengli, Role::Writer)];
         let mut rogue = city.rogue().await;
-        let outcome = rogue.request(Request::Sync(Box::new(msg))).await;
+        let (_, label) = sync_outcome(&mut rogue, &city.community, &tasks, msg).await;
+        // The change is set aside, so nothing proves the certificate it carried: not kept.
+        let kept = !city
+            .community
+            .shared
+            .engine()
+            .trust()
+            .certificates_of(&neighbour_writer.public())
+            .is_empty();
         rows.push(format!(
-            "writer certified by a neighbour's admin: {}",
-            outcome.label()
+            "writer certified by a neighbour's admin: {label}, its certificate {}",
+            if kept { "KEPT" } else { "not kept" }
         ));
     }
 
@@ -1498,7 +1560,7 @@ async fn forged_authority_travels_but_takes_nothing() {
         the attacker's own grid: 第一网格
         the district's node key: in force
         the forged district admin: denied, untrusted
-        writer certified by a neighbour's admin: rejected untrusted
+        writer certified by a neighbour's admin: set aside untrusted, its certificate not kept
         admission on a forged district approval: rejected admission, its certificate not kept
         registration dated a year ahead: rejected schema-violation
         the district's registration afterwards: reached the community

@@ -11,7 +11,9 @@ use automerge::{ActorId, AutoCommit, Change, ChangeHash};
 use linli_crdt_model::attest;
 use linli_crdt_model::cert::{CertBody, Certificate, Registration, RegistrationBody, Role};
 use linli_crdt_model::doc::{self, DocId, Header, SCHEMA_VERSION, SignedHeader};
-use linli_crdt_model::document::{self, ChangeSignature, Context, Document};
+use linli_crdt_model::document::{
+    self, ACTOR_INCARNATION_BYTES, ChangeSignature, Context, Document, actor_for,
+};
 use linli_crdt_model::genesis::{Genesis, NetworkId};
 use linli_crdt_model::keys::{self, Domain, SecretKey};
 use linli_crdt_model::kinds::{Kind, visits};
@@ -293,7 +295,10 @@ const NEEDS: [&str; 8] = [
 ];
 
 fn actor_of(key: &SecretKey) -> ActorId {
-    ActorId::from(keys::sha256(&[b"actor", &key.public().0])[..16].to_vec())
+    let digest = keys::sha256(&[b"actor", &key.public().0]);
+    let mut incarnation = [0u8; ACTOR_INCARNATION_BYTES];
+    incarnation.copy_from_slice(&digest[..ACTOR_INCARNATION_BYTES]);
+    actor_for(&key.public(), &incarnation)
 }
 
 /// The visit log of community `c` with `n_records` visits, built as its workers write it.
