@@ -145,8 +145,33 @@ impl Signatures {
 }
 
 impl From<FrameError> for Rejected {
+    /// A frame over a named limit is told apart from one that does not decode, so the metrics
+    /// say which (both are the sender's own fault).
     fn from(e: FrameError) -> Rejected {
-        Rejected::Malformed(e.to_string())
+        let over = |what: &'static str, len: u64, max: u64| Rejected::LimitExceeded {
+            what,
+            len: usize::try_from(len).unwrap_or(usize::MAX),
+            max: usize::try_from(max).unwrap_or(usize::MAX),
+        };
+        match e {
+            FrameError::TooLarge { what, len, max } => over(what, len as u64, max as u64),
+            FrameError::TooMany { what, count, max } => over(what, count, max as u64),
+            FrameError::BloomTooManyEntries { entries, max } => {
+                over("bloom filter entries", entries.into(), max.into())
+            }
+            FrameError::BloomTooManyBitsPerEntry {
+                bits_per_entry,
+                max,
+            } => over(
+                "bloom filter bits per entry",
+                bits_per_entry.into(),
+                max.into(),
+            ),
+            FrameError::BloomTooManyProbes { probes, max } => {
+                over("bloom filter probes", probes.into(), max.into())
+            }
+            other => Rejected::Malformed(other.to_string()),
+        }
     }
 }
 

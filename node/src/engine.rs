@@ -1885,6 +1885,7 @@ impl Engine {
             certificates,
             registrations,
             attestations,
+            set_aside: Vec::new(),
         })
     }
 

@@ -28,7 +28,7 @@ use tracing::{debug, info, info_span, warn};
 
 use crate::config::Config;
 use crate::engine::{SyncRefused, Synced, now_ms};
-use crate::protocol::{self, Announce, Request, Response, SyncMessage};
+use crate::protocol::{self, Announce, Request, Response, SetAsideNote, SyncMessage};
 use crate::shared::{NetCommand, PeerInfo, Shared};
 
 /// Which transports a swarm uses.
@@ -193,6 +193,20 @@ const WARN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How long a refused peer keeps its connection after its refusal was sent.
 const DROP_GRACE: Duration = Duration::from_millis(300);
+
+/// The peer says it set aside changes we sent: not an error of ours (it judges by what it
+/// knows), but worth an operator's eye.
+fn told_set_aside(peer: PeerId, msg: &SyncMessage) {
+    if let Some(first) = msg.set_aside.first() {
+        info!(
+            %peer,
+            doc = %msg.doc.short(),
+            n = msg.set_aside.len(),
+            reason = %first.reason,
+            "peer set aside changes we sent"
+        );
+    }
+}
 
 fn boxed(e: String) -> Box<dyn std::error::Error + Send + Sync> {
     e.into()
@@ -692,6 +706,7 @@ impl Net {
                     let doc = msg.doc;
                     let span = info_span!("sync", %peer, doc = %doc.short());
                     let _enter = span.enter();
+                    told_set_aside(peer, &msg);
                     let result = self
                         .shared
                         .engine()
@@ -701,8 +716,9 @@ impl Net {
                         "sync request"
                     );
                     match result {
-                        Ok(synced) => Response::Sync(Box::new(
-                            self.set_aside(peer, synced).unwrap_or(SyncMessage {
+                        Ok(synced) => {
+                            let (reply, notes) = self.set_aside(peer, synced);
+                            Response::Sync(Box::new(reply.unwrap_or(SyncMessage {
                                 doc,
                                 header: None,
                                 message: None,
@@ -710,8 +726,9 @@ impl Net {
                                 certificates: Vec::new(),
                                 registrations: Vec::new(),
                                 attestations: Vec::new(),
-                            }),
-                        )),
+                                set_aside: notes,
+                            })))
+                        }
                         Err(e) => {
                             self.offence(peer, &e, true);
                             rejected(&e)
@@ -817,13 +834,14 @@ impl Net {
                 let Some(unit) = self.peers.get(&peer).and_then(|p| p.unit.clone()) else {
                     return;
                 };
+                told_set_aside(peer, &msg);
                 let next = if msg.message.is_some() {
                     let result = self
                         .shared
                         .engine()
                         .sync_in(&peer.to_string(), &unit.id, *msg);
                     match result {
-                        Ok(synced) => self.set_aside(peer, synced),
+                        Ok(synced) => self.set_aside(peer, synced).0,
                         Err(e) => {
                             self.offence(peer, &e, false);
                             None
@@ -966,12 +984,31 @@ impl Net {
     }
 
     /// A taken message's changes that were set aside are refusals too, never the sender's
-    /// fault: counted and logged like any. Returns the reply.
-    fn set_aside(&mut self, peer: PeerId, synced: Synced) -> Option<SyncMessage> {
+    /// fault: counted and logged like any, and told to the sender. Returns the reply, which
+    /// carries the notes, and the notes (for a reply made up when there is none).
+    fn set_aside(
+        &mut self,
+        peer: PeerId,
+        synced: Synced,
+    ) -> (Option<SyncMessage>, Vec<SetAsideNote>) {
+        let notes: Vec<SetAsideNote> = synced
+            .set_aside
+            .iter()
+            .filter_map(|r| {
+                Some(SetAsideNote {
+                    change: r.change()?.0,
+                    reason: r.reason().to_owned(),
+                })
+            })
+            .collect();
         for reason in synced.set_aside {
             self.offence(peer, &SyncRefused::Model(reason), false);
         }
-        synced.reply
+        let mut reply = synced.reply;
+        if let Some(r) = reply.as_mut() {
+            r.set_aside.clone_from(&notes);
+        }
+        (reply, notes)
     }
 
     /// A peer marked for dropping has been sent its response: drop it after a grace period in

@@ -85,6 +85,19 @@ pub struct SyncMessage {
     #[serde(default)]
     pub registrations: Vec<Registration>,
     pub attestations: Vec<Attestation>,
+    /// The changes of the peer's last message about this document that the sender set aside,
+    /// and why (at most as many as that message carried): so its operator can see what did
+    /// not get through, and why, without it counting against anyone.
+    #[serde(default)]
+    pub set_aside: Vec<SetAsideNote>,
+}
+
+/// One change set aside, as told to the peer that sent it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetAsideNote {
+    pub change: [u8; 32],
+    /// The stable reason label (`revoked`, `equivocation`…).
+    pub reason: String,
 }
 
 /// New heads of a document, announced over gossipsub.

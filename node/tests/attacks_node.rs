@@ -188,6 +188,7 @@ fn bare(doc: DocId) -> SyncMessage {
         certificates: Vec::new(),
         registrations: Vec::new(),
         attestations: Vec::new(),
+        set_aside: Vec::new(),
     }
 }
 
@@ -239,6 +240,7 @@ fn new_doc(
         certificates: Vec::new(),
         registrations: Vec::new(),
         attestations: Vec::new(),
+        set_aside: Vec::new(),
     }
 }
 

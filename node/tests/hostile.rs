@@ -543,6 +543,7 @@ fn raw(doc: DocId, bytes: Vec<u8>) -> SyncMessage {
         certificates: Vec::new(),
         registrations: Vec::new(),
         attestations: Vec::new(),
+        set_aside: Vec::new(),
     }
 }
 
@@ -777,42 +778,30 @@ async fn healthy(node: &Running) -> bool {
     )
 }
 
-/// The `rejections` metric of `node`, by reason.
-fn rejections(node: &Running) -> std::collections::BTreeMap<String, u64> {
-    let text = node.shared.engine().metrics.render();
-    text.lines()
-        .filter_map(|l| l.strip_prefix("linli_rejections_total{reason=\""))
-        .filter_map(|l| {
-            let (reason, rest) = l.split_once("\"}")?;
-            Some((reason.to_owned(), rest.trim().parse().ok()?))
-        })
-        .collect()
-}
-
-/// What became of a sync request: the answer, and, if it was taken, whether the changes it
-/// carried were set aside (the reasons counted meanwhile) or changed the heads of `doc`.
+/// What became of a sync request: the answer and, if it was taken, the changes the node says
+/// it set aside, or whether the heads of `doc` changed.
 async fn sync_outcome(
     rogue: &mut Rogue,
     node: &Running,
     doc: &DocId,
     msg: SyncMessage,
 ) -> (Outcome, String) {
-    let (heads, counted) = (heads_of(node, doc), rejections(node));
+    let heads = heads_of(node, doc);
     let outcome = rogue.request(Request::Sync(Box::new(msg))).await;
     let label = match &outcome {
-        Outcome::Answered(Response::Sync(_)) => {
-            let now = rejections(node);
-            let new: Vec<String> = now
-                .iter()
-                .filter(|(r, n)| counted.get(*r).copied().unwrap_or(0) < **n)
-                .map(|(r, _)| r.clone())
-                .collect();
-            match (heads_of(node, doc) == heads, new.is_empty()) {
-                (true, false) => format!("set aside {}", new.join(" ")),
-                (true, true) => "accepted, heads unchanged".to_owned(),
-                (false, _) => "accepted, heads changed".to_owned(),
-            }
+        Outcome::Answered(Response::Sync(m)) if !m.set_aside.is_empty() => {
+            assert_eq!(
+                heads_of(node, doc),
+                heads,
+                "set aside, yet the heads changed"
+            );
+            let reasons: Vec<&str> = m.set_aside.iter().map(|n| n.reason.as_str()).collect();
+            format!("set aside {}", reasons.join(" "))
         }
+        Outcome::Answered(Response::Sync(_)) if heads_of(node, doc) == heads => {
+            "accepted, heads unchanged".to_owned()
+        }
+        Outcome::Answered(Response::Sync(_)) => "accepted, heads changed".to_owned(),
         other => other.label(),
     };
     (outcome, label)
@@ -1224,7 +1213,7 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
         dated an hour ahead: set aside future-timestamp, healthy
         revoked key: set aside revoked, healthy
         zero-bit bloom filter: rejected malformed, healthy
-        u32::MAX bloom probes: rejected malformed, healthy
+        u32::MAX bloom probes: rejected limit-exceeded, healthy
         deflate bomb: rejected malformed, healthy
         garbage bytes: rejected malformed, healthy
         admitted task without approvals: rejected admission, healthy

@@ -6,11 +6,26 @@
 //! it, and never completes a hello. The node must give it nothing: no gossip while it is
 //! connected, nothing stored from its hello, a disconnect once `hello_timeout_ms` has passed,
 //! and no redial afterwards — while its HTTP API keeps answering.
+//!
+//! A member does get past hello, and so its messages reach the checks behind it: a peer holding
+//! the key of a certified community node sends sync messages whose change chunks each inflate
+//! within the per-chunk limit and together far beyond the per-message one. The node must refuse
+//! each without inflating past that limit, store nothing, and disconnect the peer once it has
+//! offended `offences_max` times.
+//!
+//! Every test reads the process's peak resident memory (an upper bound on the node's, which
+//! runs in-process) and probes the node's HTTP API during the attack, and prints both.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use automerge::transaction::Transactable as _;
+use automerge::{AutoCommit, Change, ROOT};
 use futures::StreamExt;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
@@ -18,14 +33,17 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, noise, ping, tcp, yamux,
 };
 use linli_crdt_model::cert::{CertBody, Certificate, Role};
+use linli_crdt_model::keys::SecretKey;
+use linli_crdt_model::sync::Signatures;
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
-use linli_node::config::Config;
+use linli_crdt_model::wire;
+use linli_node::config::{Config, Layout};
 use linli_node::engine::{Engine, HELLO_RECORDS_MAX, now_ms};
 use linli_node::keystore;
 use linli_node::net::{self, Transports};
-use linli_node::protocol::{self, Hello, Request, Response};
+use linli_node::protocol::{self, Hello, Request, Response, SyncMessage};
 use linli_node::run::{self, Options, Running};
-use linli_node::setup::{self, PlanUnit};
+use linli_node::setup::{self, PlanUnit, Provisioned};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const HELLO_TIMEOUT_MS: u64 = 1_500;
@@ -33,6 +51,13 @@ const REDIAL_MS: u64 = 200;
 /// Requests a peer may make at once, and then per second.
 const REQUESTS_BURST: u32 = 8;
 const REQUESTS_PER_SECOND: u32 = 2;
+/// Peak resident memory the test process (node included) must stay under.
+const RSS_MAX_MIB: u64 = 512;
+/// How soon the node's HTTP API must answer, whatever a peer does.
+const API_WITHIN: Duration = Duration::from_secs(1);
+/// Request-response frames the scripted peer reads and writes (the node's own bound is
+/// `sync.message_bytes_max`).
+const FRAME_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 #[derive(NetworkBehaviour)]
 struct StrangerBehaviour {
@@ -44,7 +69,7 @@ struct StrangerBehaviour {
 
 type StrangerSwarm = Swarm<StrangerBehaviour>;
 
-fn stranger_swarm(key: &linli_crdt_model::keys::SecretKey) -> StrangerSwarm {
+fn stranger_swarm(key: &SecretKey) -> StrangerSwarm {
     libp2p::SwarmBuilder::with_existing_identity(net::keypair(key))
         .with_tokio()
         .with_tcp(
@@ -72,13 +97,16 @@ fn stranger_swarm(key: &linli_crdt_model::keys::SecretKey) -> StrangerSwarm {
                     gossip,
                 )
                 .unwrap(),
-                sync: request_response::Behaviour::new(
+                sync: request_response::Behaviour::with_codec(
+                    request_response::cbor::codec::Codec::default()
+                        .set_request_size_maximum(FRAME_BYTES_MAX)
+                        .set_response_size_maximum(FRAME_BYTES_MAX),
                     [(
                         StreamProtocol::new(protocol::PROTOCOL),
                         ProtocolSupport::Full,
                     )],
                     request_response::Config::default()
-                        .with_request_timeout(Duration::from_secs(5)),
+                        .with_request_timeout(Duration::from_secs(30)),
                 ),
             }
         })
@@ -99,17 +127,18 @@ fn config(u: &Unit) -> Config {
     c
 }
 
-async fn district(dir: &Path) -> Running {
-    let plan = vec![PlanUnit {
-        unit: Unit {
-            id: UnitId::new("tiedong").unwrap(),
-            kind: UnitKind::District,
-            name: "铁东区".to_owned(),
-        },
-        people: Vec::new(),
-    }];
-    let p = setup::provision(dir, "铁东区邻里网", &plan, config, now_ms() - 60_000).unwrap();
-    run::start_engine(
+fn unit(id: &str, kind: UnitKind, name: &str) -> Unit {
+    Unit {
+        id: UnitId::new(id).unwrap(),
+        kind,
+        name: name.to_owned(),
+    }
+}
+
+/// Provision `plan` and start the node of its first unit (the district) alone.
+async fn start(dir: &Path, plan: &[PlanUnit]) -> (Provisioned, Running) {
+    let p = setup::provision(dir, "铁东区邻里网", plan, config, now_ms() - 60_000).unwrap();
+    let node = run::start_engine(
         Engine::open(&p.nodes[0].dir).unwrap(),
         Options {
             transports: Transports::Real,
@@ -118,28 +147,134 @@ async fn district(dir: &Path) -> Running {
         },
     )
     .await
-    .unwrap()
+    .unwrap();
+    (p, node)
 }
 
-/// The node's HTTP API answers `GET /v1/status` with 200: how long it took, if it did within
-/// a second.
-async fn api_latency(node: &Running) -> Option<Duration> {
+async fn district(dir: &Path) -> Running {
+    let plan = [PlanUnit {
+        unit: unit("tiedong", UnitKind::District, "铁东区"),
+        people: Vec::new(),
+    }];
+    start(dir, &plan).await.1
+}
+
+/// The node's HTTP API (at `addr`, with bearer `token`) answers `GET /v1/status` with 200: how
+/// long it took, if it did within a second.
+async fn api_latency(addr: SocketAddr, token: &str) -> Option<Duration> {
     let started = Instant::now();
     let probe = async {
-        let mut s = tokio::net::TcpStream::connect(node.api_addr).await.ok()?;
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
         let request = format!(
-            "GET /v1/status HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-            node.api_addr, node.shared.token
+            "GET /v1/status HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
         );
         s.write_all(request.as_bytes()).await.ok()?;
         let mut answer = Vec::new();
         s.read_to_end(&mut answer).await.ok()?;
         Some(answer.starts_with(b"HTTP/1.1 200"))
     };
-    match tokio::time::timeout(Duration::from_secs(1), probe).await {
+    match tokio::time::timeout(API_WITHIN, probe).await {
         Ok(Some(true)) => Some(started.elapsed()),
         _ => None,
     }
+}
+
+/// The peak resident memory of this process so far (`VmHWM` in /proc/self/status), in MiB.
+/// The node runs in-process, so this bounds its own from above (other tests of this file run
+/// alongside in the same process).
+fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("VmHWM in kB in /proc/self/status");
+    kib / 1024
+}
+
+/// Run `attack` while probing the node's API every 100 ms; its outcome and every probe's
+/// latency (`None`: no answer within a second).
+///
+/// The probes run on a thread and runtime of their own: the node's network loop locks the
+/// engine inside its task, which holds one of this runtime's workers, and a probe driven here
+/// could then be timed out late, or cut off unrecorded when the attack ends. There, every probe
+/// started is finished and recorded.
+async fn watched<T>(node: &Running, attack: impl Future<Output = T>) -> (T, Vec<Option<Duration>>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let prober = {
+        let (stop, addr, token) = (stop.clone(), node.api_addr, node.shared.token.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut latencies = Vec::new();
+                loop {
+                    latencies.push(api_latency(addr, &token).await);
+                    if stop.load(Ordering::Relaxed) {
+                        return latencies;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        })
+    };
+    /// Stops the prober however the attack ends, a panic included.
+    struct Stop(Arc<AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let out = {
+        let _stop = Stop(stop);
+        attack.await
+    };
+    let latencies = tokio::task::spawn_blocking(move || prober.join())
+        .await
+        .unwrap()
+        .expect("the API prober");
+    (out, latencies)
+}
+
+/// Print the test's figures, then hold them to their bounds: the API answered every probe
+/// within a second, and peak RSS stayed under [`RSS_MAX_MIB`].
+///
+/// A probe's latency is held to the second as well as its timeout, in case that timer fires
+/// late.
+fn figures(test: &str, latencies: &[Option<Duration>]) {
+    let rss = peak_rss_mib();
+    let missed = latencies
+        .iter()
+        .filter(|l| l.is_none_or(|d| d > API_WITHIN))
+        .count();
+    // A probe without an answer within the second is the worst of all.
+    let worst = if latencies.contains(&None) {
+        format!("over {API_WITHIN:?}")
+    } else {
+        let w = latencies
+            .iter()
+            .flatten()
+            .max()
+            .copied()
+            .unwrap_or_default();
+        format!("{:.1} ms", w.as_secs_f64() * 1e3)
+    };
+    eprintln!(
+        "{test}: peak RSS {rss} MiB; worst API latency {worst} over {} probes ({missed} not answered within {API_WITHIN:?})",
+        latencies.len()
+    );
+    assert!(!latencies.is_empty(), "{test}: the API was never probed");
+    assert_eq!(
+        missed, 0,
+        "{test}: the API did not answer within {API_WITHIN:?}: {latencies:?}"
+    );
+    assert!(
+        rss < RSS_MAX_MIB,
+        "{test}: peak RSS {rss} MiB, over {RSS_MAX_MIB} MiB"
+    );
 }
 
 /// What the stranger saw while driving its swarm for `for_`.
@@ -229,27 +364,31 @@ async fn a_stranger_gets_no_gossip_and_is_dropped_without_hello() {
 
     // Half the hello deadline connected: the district changes a public document (its
     // directory), which it announces on the topic; the stranger publishes its own.
-    drive(
-        &mut swarm,
-        node.peer_id,
-        Duration::from_millis(HELLO_TIMEOUT_MS / 2),
-        started,
-        &mut seen,
-        |s| {
-            let fake = format!(
-                "{{\"doc\":\"{}\",\"unit\":\"tiedong\",\"heads\":[]}}",
-                "ab".repeat(32)
-            );
-            if s.behaviour_mut()
-                .gossipsub
-                .publish(topic.clone(), fake.into_bytes())
-                .is_ok()
-            {
-                published += 1;
-            }
-        },
+    let ((), probed) = watched(
+        &node,
+        drive(
+            &mut swarm,
+            node.peer_id,
+            Duration::from_millis(HELLO_TIMEOUT_MS / 2),
+            started,
+            &mut seen,
+            |s| {
+                let fake = format!(
+                    "{{\"doc\":\"{}\",\"unit\":\"tiedong\",\"heads\":[]}}",
+                    "ab".repeat(32)
+                );
+                if s.behaviour_mut()
+                    .gossipsub
+                    .publish(topic.clone(), fake.into_bytes())
+                    .is_ok()
+                {
+                    published += 1;
+                }
+            },
+        ),
     )
     .await;
+    latencies.extend(probed);
     assert!(
         swarm.is_connected(&node.peer_id),
         "the stranger is connected before the hello deadline"
@@ -270,17 +409,19 @@ async fn a_stranger_gets_no_gossip_and_is_dropped_without_hello() {
         .send(linli_node::shared::NetCommand::Announce)
         .await
         .unwrap();
-    latencies.push(api_latency(&node).await);
-    drive(
-        &mut swarm,
-        node.peer_id,
-        Duration::from_millis(HELLO_TIMEOUT_MS * 2),
-        started,
-        &mut seen,
-        |_| {},
+    let ((), probed) = watched(
+        &node,
+        drive(
+            &mut swarm,
+            node.peer_id,
+            Duration::from_millis(HELLO_TIMEOUT_MS * 2),
+            started,
+            &mut seen,
+            |_| {},
+        ),
     )
     .await;
-    latencies.push(api_latency(&node).await);
+    latencies.extend(probed);
     let dropped = seen
         .disconnected_after
         .expect("the stranger was disconnected");
@@ -293,26 +434,30 @@ async fn a_stranger_gets_no_gossip_and_is_dropped_without_hello() {
     // Several redial intervals later the node has not dialled the stranger back, although
     // identify gave it the stranger's listen address.
     let before = seen.incoming_connections;
-    drive(
-        &mut swarm,
-        node.peer_id,
-        Duration::from_millis(REDIAL_MS * 8),
-        started,
-        &mut seen,
-        |_| {},
+    let ((), probed) = watched(
+        &node,
+        drive(
+            &mut swarm,
+            node.peer_id,
+            Duration::from_millis(REDIAL_MS * 8),
+            started,
+            &mut seen,
+            |_| {},
+        ),
     )
     .await;
+    latencies.extend(probed);
     assert_eq!(
         seen.incoming_connections, before,
         "the node dialled the stranger back"
     );
-    assert!(
-        latencies.iter().all(Option::is_some),
-        "the API answered within a second: {latencies:?}"
-    );
     eprintln!(
-        "stranger: published {published} announcements, received {} gossip, dropped after {dropped:?}, API {latencies:?}",
+        "stranger: published {published} announcements, received {} gossip, dropped after {dropped:?}",
         seen.gossip_messages
+    );
+    figures(
+        "a_stranger_gets_no_gossip_and_is_dropped_without_hello",
+        &latencies,
     );
     node.stop().await;
 }
@@ -331,7 +476,7 @@ async fn hellos_that_fail_store_nothing() {
     let before = n_certs();
     let key = keystore::generate_key();
     let pretender = keystore::generate_key();
-    let cert = |subject: &linli_crdt_model::keys::SecretKey, n: usize| {
+    let cert = |subject: &SecretKey, n: usize| {
         Certificate::issue(
             CertBody {
                 network,
@@ -358,28 +503,33 @@ async fn hellos_that_fail_store_nothing() {
         ..stuffed.clone()
     };
     let mut answers = Vec::new();
+    let mut latencies = Vec::new();
     for hello in [stuffed, unchained] {
         let mut swarm = stranger_swarm(&key);
         swarm.dial(node.dial_addr().unwrap()).unwrap();
         let mut seen = Seen::default();
         let mut sent = false;
         let node_id = node.peer_id;
-        drive(
-            &mut swarm,
-            node_id,
-            Duration::from_millis(800),
-            Instant::now(),
-            &mut seen,
-            |s| {
-                if !sent && s.is_connected(&node_id) {
-                    s.behaviour_mut()
-                        .sync
-                        .send_request(&node_id, Request::Hello(hello.clone()));
-                    sent = true;
-                }
-            },
+        let ((), probed) = watched(
+            &node,
+            drive(
+                &mut swarm,
+                node_id,
+                Duration::from_millis(800),
+                Instant::now(),
+                &mut seen,
+                |s| {
+                    if !sent && s.is_connected(&node_id) {
+                        s.behaviour_mut()
+                            .sync
+                            .send_request(&node_id, Request::Hello(hello.clone()));
+                        sent = true;
+                    }
+                },
+            ),
         )
         .await;
+        latencies.extend(probed);
         answers.extend(seen.answers);
     }
     assert_eq!(answers, ["rejected bad-hello", "rejected bad-hello"]);
@@ -400,6 +550,7 @@ async fn hellos_that_fail_store_nothing() {
         .map(|(_, c)| c.body.holder.clone())
         .collect();
     assert!(!known.iter().any(|h| h.starts_with("伪造")), "{known:?}");
+    figures("hellos_that_fail_store_nothing", &latencies);
     node.stop().await;
 }
 
@@ -416,22 +567,26 @@ async fn a_request_flood_is_rate_limited_at_its_boundary() {
     let node_id = node.peer_id;
     let mut seen = Seen::default();
     let mut sent = false;
-    drive(
-        &mut swarm,
-        node_id,
-        Duration::from_millis(1_000),
-        Instant::now(),
-        &mut seen,
-        |s| {
-            if !sent && s.is_connected(&node_id) {
-                for _ in 0..=REQUESTS_BURST {
-                    s.behaviour_mut()
-                        .sync
-                        .send_request(&node_id, Request::Inventory(protocol::Inventory::default()));
+    let ((), latencies) = watched(
+        &node,
+        drive(
+            &mut swarm,
+            node_id,
+            Duration::from_millis(1_000),
+            Instant::now(),
+            &mut seen,
+            |s| {
+                if !sent && s.is_connected(&node_id) {
+                    for _ in 0..=REQUESTS_BURST {
+                        s.behaviour_mut().sync.send_request(
+                            &node_id,
+                            Request::Inventory(protocol::Inventory::default()),
+                        );
+                    }
+                    sent = true;
                 }
-                sent = true;
-            }
-        },
+            },
+        ),
     )
     .await;
     let limited = seen
@@ -450,6 +605,527 @@ async fn a_request_flood_is_rate_limited_at_its_boundary() {
         "{:?}",
         seen.answers
     );
-    assert!(api_latency(&node).await.is_some(), "the API answers");
+    figures(
+        "a_request_flood_is_rate_limited_at_its_boundary",
+        &latencies,
+    );
     node.stop().await;
+}
+
+// ---- a member: a certified peer that gets past hello ----
+
+/// What came of one request of the member's.
+#[derive(Debug)]
+enum Answer {
+    Response(Response),
+    Failed(String),
+}
+
+impl Answer {
+    fn label(&self) -> String {
+        match self {
+            Answer::Response(Response::Rejected { reason, .. }) => format!("rejected {reason}"),
+            Answer::Response(Response::Hello(_)) => "hello".to_owned(),
+            Answer::Response(Response::Inventory(_)) => "inventory".to_owned(),
+            Answer::Response(Response::Sync(_)) => "accepted".to_owned(),
+            Answer::Failed(why) => format!("failed: {why}"),
+        }
+    }
+}
+
+/// A scripted peer holding a certified node key: the stranger's swarm, driven by hand. It
+/// answers the node's hello with its own, echoes the node's inventory (so the node sees nothing
+/// to sync with it) and refuses the node's sync messages.
+struct Member {
+    swarm: StrangerSwarm,
+    hello: Hello,
+    node: PeerId,
+    addr: Multiaddr,
+    connected: bool,
+}
+
+impl Member {
+    fn new(key: &SecretKey, hello: Hello, node: &Running) -> Member {
+        Member {
+            swarm: stranger_swarm(key),
+            hello,
+            node: node.peer_id,
+            addr: node.dial_addr().expect("the node listens on TCP"),
+            connected: false,
+        }
+    }
+
+    /// Dial the node and say hello; the node's answer (or why there was none).
+    async fn connect(&mut self) -> Answer {
+        if let Err(e) = self.swarm.dial(self.addr.clone()) {
+            return Answer::Failed(format!("dial: {e}"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.connected {
+            match self.next(deadline).await {
+                Some(SwarmEvent::OutgoingConnectionError { error, .. }) => {
+                    return Answer::Failed(format!("dial: {error}"));
+                }
+                Some(other) => self.handle(other),
+                None => return Answer::Failed("no connection within 5 s".to_owned()),
+            }
+        }
+        self.request(Request::Hello(self.hello.clone()), Duration::from_secs(5))
+            .await
+    }
+
+    /// Send one request and wait `within` for its answer, serving the node's requests
+    /// meanwhile.
+    async fn request(&mut self, request: Request, within: Duration) -> Answer {
+        use request_response::{Event, Message};
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .sync
+            .send_request(&self.node, request);
+        let deadline = Instant::now() + within;
+        loop {
+            match self.next(deadline).await {
+                None => return Answer::Failed(format!("no answer within {within:?}")),
+                Some(SwarmEvent::Behaviour(StrangerBehaviourEvent::Sync(Event::Message {
+                    message:
+                        Message::Response {
+                            request_id,
+                            response,
+                        },
+                    ..
+                }))) if request_id == id => return Answer::Response(response),
+                Some(SwarmEvent::Behaviour(StrangerBehaviourEvent::Sync(
+                    Event::OutboundFailure {
+                        request_id, error, ..
+                    },
+                ))) if request_id == id => return Answer::Failed(error.to_string()),
+                Some(event) => self.handle(event),
+            }
+        }
+    }
+
+    /// Wait until the node closes the connection; whether it did within `within`.
+    async fn closed_within(&mut self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while self.connected {
+            match self.next(deadline).await {
+                Some(event) => self.handle(event),
+                None => return false,
+            }
+        }
+        true
+    }
+
+    async fn next(&mut self, deadline: Instant) -> Option<SwarmEvent<StrangerBehaviourEvent>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, self.swarm.select_next_some())
+            .await
+            .ok()
+    }
+
+    fn handle(&mut self, event: SwarmEvent<StrangerBehaviourEvent>) {
+        use request_response::{Event, Message};
+        match event {
+            SwarmEvent::ConnectionEstablished { peer_id, .. } if peer_id == self.node => {
+                self.connected = true;
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } if peer_id == self.node => self.connected = false,
+            SwarmEvent::Behaviour(StrangerBehaviourEvent::Sync(Event::Message {
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            })) => {
+                let response = match request {
+                    Request::Hello(_) => Response::Hello(self.hello.clone()),
+                    Request::Inventory(inv) => Response::Inventory(inv),
+                    Request::Sync(_) => Response::Rejected {
+                        reason: "scripted".to_owned(),
+                        detail: "this peer does not sync".to_owned(),
+                    },
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .sync
+                    .send_response(channel, response);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn metric(node: &Running, line_prefix: &str) -> u64 {
+    let text = node.shared.engine().metrics.render();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_prefix))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+// ---- a bomb in many chunks (the formats of crdt-model's wire.rs) ----
+
+const MESSAGE_TYPE_SYNC_V1: u8 = 0x42;
+const MAGIC_BYTES: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+const CHUNK_TYPE_CHANGE: u8 = 1;
+const CHUNK_TYPE_COMPRESSED: u8 = 2;
+/// The longest match deflate can copy, which its length code 285 stands for.
+const DEFLATE_MATCH_MAX: usize = 258;
+
+fn uleb(out: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// A LEB128 number at the start of `bytes`, and how many bytes it took.
+fn read_uleb(bytes: &[u8]) -> (u64, usize) {
+    let mut n = 0;
+    for (i, b) in bytes.iter().enumerate().take(10) {
+        n |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return (n, i + 1);
+        }
+    }
+    panic!("not a LEB128 number");
+}
+
+/// A deflate bit stream: fields least significant bit first, Huffman codes most significant
+/// bit first.
+#[derive(Default)]
+struct Bits {
+    out: Vec<u8>,
+    acc: u8,
+    n_bits: u32,
+}
+
+impl Bits {
+    fn bits(&mut self, value: u32, count: u32) {
+        for i in 0..count {
+            self.acc |= (((value >> i) & 1) as u8) << self.n_bits;
+            self.n_bits += 1;
+            if self.n_bits == 8 {
+                self.out.push(self.acc);
+                self.acc = 0;
+                self.n_bits = 0;
+            }
+        }
+    }
+
+    fn code(&mut self, code: u32, len: u32) {
+        for i in (0..len).rev() {
+            self.bits((code >> i) & 1, 1);
+        }
+    }
+
+    /// Up to the next byte boundary, as a stored block's header is.
+    fn align(&mut self) {
+        while self.n_bits != 0 {
+            self.bits(0, 1);
+        }
+    }
+
+    fn zeros(&mut self, mut count: u64) {
+        while count > 0 && self.n_bits != 0 {
+            self.bits(0, 1);
+            count -= 1;
+        }
+        self.out.resize(self.out.len() + (count / 8) as usize, 0);
+        self.bits(0, (count % 8) as u32);
+    }
+}
+
+/// A raw deflate stream of two blocks that inflates to `prefix` then `1 + 258 * n_matches`
+/// zero bytes: a stored block holding `prefix`, then a dynamic-Huffman block coding a literal
+/// zero and `n_matches` copies of "258 bytes at distance 1" in two bits each (1032-fold).
+fn deflate_padded(prefix: &[u8], n_matches: u64) -> Vec<u8> {
+    let mut w = Bits::default();
+    // Stored block, not final.
+    w.bits(0, 1);
+    w.bits(0, 2);
+    w.align();
+    let len = u16::try_from(prefix.len()).expect("a stored block holds at most 65535 bytes");
+    w.out.extend_from_slice(&len.to_le_bytes());
+    w.out.extend_from_slice(&(!len).to_le_bytes());
+    w.out.extend_from_slice(prefix);
+    // Dynamic Huffman block, final. Literal/length code: 285 (length 258) in 1 bit, literal 0
+    // and end of block (256) in 2; distance code: distances 1 and 2 in 1 bit each. Their code
+    // lengths are coded with 18 (a run of 11..=138 zeros) in 1 bit and lengths 1 and 2 in 2.
+    w.bits(1, 1);
+    w.bits(2, 2);
+    w.bits(286 - 257, 5); // literal/length codes 0..=285
+    w.bits(2 - 1, 5); // distance codes 0 and 1
+    let order = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1];
+    w.bits(order.len() as u32 - 4, 4);
+    for symbol in order {
+        let len = match symbol {
+            18 => 1,
+            1 | 2 => 2,
+            _ => 0,
+        };
+        w.bits(len, 3);
+    }
+    // Canonical code-length codes: 18 → 0, 1 → 10, 2 → 11.
+    let (run, one, two) = ((0b0, 1), (0b10, 2), (0b11, 2));
+    w.code(two.0, two.1); // literal 0: length 2
+    w.code(run.0, run.1); // 138 unused literals
+    w.bits(138 - 11, 7);
+    w.code(run.0, run.1); // 117 more, up to 255
+    w.bits(117 - 11, 7);
+    w.code(two.0, two.1); // end of block (256): length 2
+    w.code(run.0, run.1); // lengths 257..=284 unused
+    w.bits(28 - 11, 7);
+    w.code(one.0, one.1); // length 258 (285): length 1
+    w.code(one.0, one.1); // distance 1: length 1
+    w.code(one.0, one.1); // distance 2: length 1
+    // Canonical literal/length codes: 285 → 0, literal 0 → 10, end of block → 11; distance 1
+    // → 0.
+    w.code(0b10, 2); // the literal zero
+    w.zeros(2 * n_matches); // each match: length 258 (0), distance 1 (0)
+    w.code(0b11, 2);
+    w.align();
+    w.out
+}
+
+/// A compressed change chunk whose data inflates to at most `inflated_max` bytes: the body of
+/// a real change followed by zeros, which Automerge reads as the change's "extra bytes". Its
+/// checksum is right, so it passes every check of `wire` on its own. Returns the chunk and the
+/// length of its data inflated.
+fn padded_change(inflated_max: usize) -> (Vec<u8>, usize) {
+    let mut doc = AutoCommit::new();
+    doc.put(ROOT, "k", "v").unwrap();
+    doc.commit();
+    let change = doc.get_last_local_change().expect("a change").clone();
+    let raw = change.raw_bytes();
+    assert_eq!(
+        raw[8], CHUNK_TYPE_CHANGE,
+        "a small change is not compressed"
+    );
+    let (len, n) = read_uleb(&raw[9..]);
+    let body = &raw[9 + n..];
+    assert_eq!(body.len() as u64, len);
+    let n_matches = (inflated_max - body.len() - 1) / DEFLATE_MATCH_MAX;
+    let inflated = body.len() + 1 + DEFLATE_MATCH_MAX * n_matches;
+    let deflated = deflate_padded(body, n_matches as u64);
+    let mut chunk = MAGIC_BYTES.to_vec();
+    chunk.extend_from_slice(&[0; 4]);
+    chunk.push(CHUNK_TYPE_COMPRESSED);
+    uleb(&mut chunk, deflated.len() as u64);
+    chunk.extend_from_slice(&deflated);
+    let parsed = Change::from_bytes(chunk.clone()).expect("automerge reads the padded change");
+    assert_eq!(parsed.extra_bytes().len(), inflated - body.len());
+    chunk[4..8].copy_from_slice(&parsed.hash().0[..4]);
+    (chunk, inflated)
+}
+
+/// A V1 sync message with no heads, needs or haves, carrying `chunk` `n` times.
+fn repeated_chunks(chunk: &[u8], n: usize) -> Vec<u8> {
+    let mut out = vec![MESSAGE_TYPE_SYNC_V1, 0, 0, 0];
+    uleb(&mut out, n as u64);
+    for _ in 0..n {
+        uleb(&mut out, chunk.len() as u64);
+        out.extend_from_slice(chunk);
+    }
+    out
+}
+
+/// A member's bomb in many chunks. A peer holding the key of a certified community node says
+/// a valid hello (its chain and registrations, as `Engine::hello` builds them), then sends
+/// sync messages about the district's directory (public: the community may hold it) whose
+/// change chunks each inflate to just under `change_bytes_max` — a real change padded with
+/// zeros, valid on its own — and together to 64 times `inflated_bytes_per_message_max`, in a
+/// message well under `sync_message_bytes_max`. Each is refused the moment the sum passes the
+/// limit, one byte past it; nothing is stored; the API answers throughout; and at
+/// `offences_max` refusals (the bytes are the sender's own fault) the peer is disconnected and
+/// cannot come back within the ban.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_multi_chunk_bomb_stops_at_the_message_limit() {
+    const SHENGLI: &str = "tiedong/jiefang/shengli";
+    let dir = tempfile::tempdir().unwrap();
+    let plan = [
+        PlanUnit {
+            unit: unit("tiedong", UnitKind::District, "铁东区"),
+            people: Vec::new(),
+        },
+        PlanUnit {
+            unit: unit("tiedong/jiefang", UnitKind::Street, "解放街道"),
+            people: Vec::new(),
+        },
+        PlanUnit {
+            unit: unit(SHENGLI, UnitKind::Community, "胜利社区"),
+            people: Vec::new(),
+        },
+    ];
+    let (p, node) = start(dir.path(), &plan).await;
+    let community = p
+        .nodes
+        .iter()
+        .find(|n| n.unit.id.as_str() == SHENGLI)
+        .unwrap();
+    let key = keystore::read_key(&Layout::new(&community.dir).node_key()).unwrap();
+    let (hello, limits, message_bytes_max, offences_max, doc, heads_before, changes_before) = {
+        let mut e = node.shared.engine();
+        let chain = e.trust().chain_of_where(&key.public(), |c| {
+            c.body.role == Role::Node && c.body.unit == community.unit.id
+        });
+        assert!(!chain.is_empty(), "the community node's chain");
+        let hello = Hello {
+            network: e.trust().network(),
+            protocol_version: protocol::PROTOCOL_VERSION,
+            unit: community.unit.id.clone(),
+            registrations: e.trust().registrations_for(&chain),
+            chain,
+        };
+        let doc = e.directory_id().expect("the district holds its directory");
+        let h = e.doc(&doc).unwrap().header().header.clone();
+        assert!(
+            h.scope.may_hold(&h.unit, &community.unit.id),
+            "the community may hold the directory"
+        );
+        let mut heads = e.doc_mut(&doc).unwrap().heads();
+        heads.sort();
+        let changes = e.summary(&doc).unwrap().n_changes;
+        (
+            hello,
+            e.wire_limits().clone(),
+            e.config().sync.message_bytes_max,
+            e.config().sync.offences_max,
+            doc,
+            heads,
+            changes,
+        )
+    };
+
+    // The bomb, sized by the node's own limits.
+    let (chunk, inflated_per_chunk) = padded_change(limits.change_bytes_max);
+    wire::decode_change(&chunk, &limits).expect("one chunk alone is within every limit");
+    let n_chunks = 64 * limits.inflated_bytes_per_message_max / inflated_per_chunk;
+    let bytes = repeated_chunks(&chunk, n_chunks);
+    let nominal = n_chunks * inflated_per_chunk;
+    assert!(nominal >= 63 * limits.inflated_bytes_per_message_max);
+    assert!(bytes.len() < limits.sync_message_bytes_max);
+    // Framing (CBOR, the request's other fields) adds a few hundred bytes.
+    assert!((bytes.len() as u64) < message_bytes_max / 2);
+    eprintln!(
+        "bomb: {n_chunks} chunks of {} bytes, each inflating to {inflated_per_chunk}; {} bytes in all, inflating to {nominal} ({} MiB, limit {} MiB)",
+        chunk.len(),
+        bytes.len(),
+        nominal >> 20,
+        limits.inflated_bytes_per_message_max >> 20
+    );
+    let bomb = SyncMessage {
+        doc,
+        header: None,
+        message: Some(bytes),
+        signatures: Signatures::default(),
+        certificates: Vec::new(),
+        registrations: Vec::new(),
+        attestations: Vec::new(),
+        set_aside: Vec::new(),
+    };
+
+    const DISCONNECTS: &str = "linli_disconnects_for_offences_total ";
+    const OVER_LIMIT: &str = "linli_rejections_total{reason=\"limit-exceeded\"} ";
+    let rss_before = peak_rss_mib();
+    let (disconnects_before, over_limit_before) =
+        (metric(&node, DISCONNECTS), metric(&node, OVER_LIMIT));
+    let mut member = Member::new(&key, hello, &node);
+    let greeted = member.connect().await;
+    assert_eq!(greeted.label(), "hello", "{greeted:?}");
+    let ((answers, took, connected_before_last, closed), latencies) = watched(&node, async {
+        let mut answers = Vec::new();
+        let mut took = Vec::new();
+        let mut connected_before_last = false;
+        for _ in 0..offences_max {
+            connected_before_last = member.connected;
+            let sent = Instant::now();
+            let answer = member
+                .request(
+                    Request::Sync(Box::new(bomb.clone())),
+                    Duration::from_secs(30),
+                )
+                .await;
+            took.push(sent.elapsed());
+            answers.push(answer);
+        }
+        let closed = member.closed_within(Duration::from_secs(3)).await;
+        (answers, took, connected_before_last, closed)
+    })
+    .await;
+    let rss_after = peak_rss_mib();
+    eprintln!(
+        "bomb: answers {:?} in {took:?}; peak RSS {rss_before} MiB before, {rss_after} MiB after",
+        answers.iter().map(Answer::label).collect::<Vec<_>>()
+    );
+
+    let limit = limits.inflated_bytes_per_message_max;
+    let expected = format!(
+        "change chunks of one sync message after decompression: {} exceeds the limit of {limit}",
+        limit + 1
+    );
+    for answer in &answers {
+        match answer {
+            Answer::Response(Response::Rejected { reason, detail }) => {
+                assert_eq!(reason, "limit-exceeded", "{detail}");
+                assert_eq!(detail, &expected);
+            }
+            other => panic!("the bomb was not refused: {other:?}"),
+        }
+    }
+    assert_eq!(answers.len(), offences_max as usize);
+    assert_eq!(
+        metric(&node, OVER_LIMIT) - over_limit_before,
+        u64::from(offences_max)
+    );
+    assert!(
+        connected_before_last,
+        "the peer was disconnected before its {offences_max}th offence"
+    );
+    assert!(
+        closed,
+        "the peer was not disconnected after {offences_max} offences"
+    );
+    assert_eq!(metric(&node, DISCONNECTS) - disconnects_before, 1);
+    let again = member.connect().await;
+    eprintln!("bomb: redial within the ban: {}", again.label());
+    assert_ne!(
+        again.label(),
+        "hello",
+        "a banned peer's hello was accepted again"
+    );
+    {
+        let mut e = node.shared.engine();
+        let mut heads = e.doc_mut(&doc).unwrap().heads();
+        heads.sort();
+        assert_eq!(
+            heads, heads_before,
+            "the bomb changed the directory's heads"
+        );
+        assert_eq!(e.summary(&doc).unwrap().n_changes, changes_before);
+        let problems = e.verify();
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+    figures(
+        "a_members_multi_chunk_bomb_stops_at_the_message_limit",
+        &latencies,
+    );
+    node.stop().await;
+
+    // Nothing of it reached the store either.
+    let mut reopened = Engine::open(&p.nodes[0].dir).unwrap();
+    let mut heads = reopened.doc_mut(&doc).unwrap().heads();
+    heads.sort();
+    assert_eq!(heads, heads_before, "the store holds changes of the bomb");
 }

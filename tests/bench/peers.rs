@@ -204,6 +204,7 @@ impl Side {
             certificates: Vec::new(),
             registrations: Vec::new(),
             attestations: Vec::new(),
+            set_aside: Vec::new(),
         };
         *known = true;
         Some(

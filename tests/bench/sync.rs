@@ -141,6 +141,7 @@ pub(crate) fn cbor_bytes(fx: &Fixture, d: &DocData) -> (usize, usize) {
             certificates,
             registrations: Vec::new(),
             attestations: Vec::new(),
+            set_aside: Vec::new(),
         };
         first[i] = false;
         let req = protocol::Request::Sync(Box::new(msg.clone()));
