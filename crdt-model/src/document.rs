@@ -206,6 +206,9 @@ impl Equivocation {
     }
 }
 
+/// What a [`Rejected::LimitExceeded`] names when too many changes would wait for a dependency.
+pub const DEFERRED_WHAT: &str = "changes waiting for a dependency";
+
 /// Bytes of the author's public key that begin each of its actor ids.
 pub const ACTOR_KEY_BYTES: usize = 16;
 /// Random bytes, fresh for each incarnation of a store, that end them.
@@ -515,6 +518,16 @@ impl Document {
         self.deferred.len()
     }
 
+    /// Whether `hash` is a checked change waiting for a dependency.
+    pub fn is_deferred(&self, hash: &ChangeHash) -> bool {
+        self.deferred.contains_key(hash)
+    }
+
+    /// The checked changes waiting for a dependency.
+    pub fn deferred(&self) -> impl Iterator<Item = &ChangeHash> {
+        self.deferred.keys()
+    }
+
     pub fn n_changes(&self) -> usize {
         self.signatures.len()
     }
@@ -739,7 +752,7 @@ impl Document {
         new.extend(released);
         if waiting.len() - new.len() > ctx.limits.deferred_changes_max {
             return Err(Rejected::LimitExceeded {
-                what: "changes waiting for a dependency",
+                what: DEFERRED_WHAT,
                 len: waiting.len() - new.len(),
                 max: ctx.limits.deferred_changes_max,
             });

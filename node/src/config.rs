@@ -65,8 +65,21 @@ pub struct Sync {
     pub message_bytes_max: u64,
     /// Sync rounds with one peer about one document before it waits for the next trigger.
     pub rounds_per_session_max: u32,
-    /// Documents in one inventory.
+    /// Documents in one inventory, ours or a peer's (a larger one from a peer is refused as its
+    /// own fault: an honest node never sends more).
     pub inventory_docs_max: usize,
+    /// Automerge sync states (one per document in session) held in memory for one peer; beyond,
+    /// the least recently used are dropped from memory (their shared heads stay on disk, and
+    /// their session starts afresh).
+    pub sync_states_per_peer_max: usize,
+    /// Bytes of the peer's Bloom filters those states hold, in all; beyond, the same.
+    pub bloom_bytes_per_peer_max: usize,
+    /// Checked changes a peer brought that wait for a dependency, over all documents; a
+    /// message that would bring more is refused `over-budget` (not an offence).
+    pub deferred_changes_per_peer_max: usize,
+    /// Sync requests one peer may have open at once: inbound streams per connection (libp2p
+    /// refuses more), and the sessions this node runs with it (the rest wait their turn).
+    pub concurrent_sessions_per_peer_max: usize,
     /// Offences (inputs that are the sender's own fault) from one peer within
     /// `offence_window_ms` before it is disconnected and refused for `ban_ms`.
     pub offences_max: u32,
@@ -134,6 +147,10 @@ impl Default for Sync {
             message_bytes_max: 16 * 1024 * 1024,
             rounds_per_session_max: 64,
             inventory_docs_max: 100_000,
+            sync_states_per_peer_max: 4_096,
+            bloom_bytes_per_peer_max: 32 * 1024 * 1024,
+            deferred_changes_per_peer_max: 10_000,
+            concurrent_sessions_per_peer_max: 64,
             offences_max: 5,
             offence_window_ms: 10 * 60 * 1000,
             requests_per_second_max: 200,

@@ -181,6 +181,56 @@ impl SyncRefused {
     }
 }
 
+/// What this node holds for one peer, within the peer's budgets.
+#[derive(Debug, Default)]
+struct PeerHeld {
+    /// Sync states by document, each with the bytes of the peer's Bloom filters it holds and
+    /// when it was last used.
+    states: HashMap<DocId, (sync::State, usize, u64)>,
+    bloom_bytes: usize,
+    clock: u64,
+    /// Changes the peer brought that wait for a dependency.
+    deferred: HashSet<(DocId, ChangeHash)>,
+}
+
+impl PeerHeld {
+    fn take(&mut self, doc: &DocId) -> Option<sync::State> {
+        let (state, bloom, _) = self.states.remove(doc)?;
+        self.bloom_bytes -= bloom;
+        Some(state)
+    }
+
+    fn put(&mut self, doc: DocId, state: sync::State) {
+        self.take(&doc);
+        let bloom: usize = state
+            .their_have
+            .iter()
+            .flatten()
+            .map(|h| h.bloom.to_bytes().len())
+            .sum();
+        self.clock += 1;
+        self.bloom_bytes += bloom;
+        self.states.insert(doc, (state, bloom, self.clock));
+    }
+
+    /// Drop the least recently used states, never `keep`, until within both budgets; how many.
+    fn shrink(&mut self, states_max: usize, bloom_max: usize, keep: &DocId) -> usize {
+        let mut dropped = 0;
+        while self.states.len() > states_max || self.bloom_bytes > bloom_max {
+            let oldest = self
+                .states
+                .iter()
+                .filter(|(d, _)| *d != keep)
+                .min_by_key(|(_, (_, _, used))| *used)
+                .map(|(d, _)| *d);
+            let Some(doc) = oldest else { break };
+            self.take(&doc);
+            dropped += 1;
+        }
+        dropped
+    }
+}
+
 /// What became of a peer's sync message that was taken.
 #[derive(Debug)]
 pub struct Synced {
@@ -275,7 +325,9 @@ pub struct Engine {
     n_incremental: HashMap<DocId, usize>,
     limits: document::Limits,
     wire_limits: wire::Limits,
-    sync_states: HashMap<(String, DocId), sync::State>,
+    /// Per peer: the sync states held in memory, within its budgets, and the changes it
+    /// brought that wait for a dependency.
+    peers: HashMap<String, PeerHeld>,
     /// Certificates already sent to a peer, so they travel once per connection.
     sent_certs: HashMap<String, HashSet<RecordId>>,
     /// Documents with new heads since the net loop last asked.
@@ -320,7 +372,7 @@ impl Engine {
             n_incremental: HashMap::new(),
             limits: document::Limits::default(),
             wire_limits: wire::Limits::default(),
-            sync_states: HashMap::new(),
+            peers: HashMap::new(),
             sent_certs: HashMap::new(),
             created_by: HashMap::new(),
             changed: BTreeSet::new(),
@@ -1790,8 +1842,14 @@ impl Engine {
     }
 
     /// Given a peer's inventory, the documents worth a sync session: those it may hold and
-    /// whose heads differ, or that it lacks.
-    pub fn to_sync(&mut self, peer_unit: &UnitId, theirs: &Inventory) -> Vec<DocId> {
+    /// whose heads differ, or that it lacks. An inventory over the bounds an honest node keeps
+    /// to is refused ([`Engine::check_inventory`]).
+    pub fn to_sync(
+        &mut self,
+        peer_unit: &UnitId,
+        theirs: &Inventory,
+    ) -> Result<Vec<DocId>, SyncRefused> {
+        self.check_inventory(theirs)?;
         let theirs: HashMap<DocId, &Vec<[u8; 32]>> =
             theirs.docs.iter().map(|e| (e.doc, &e.heads)).collect();
         let mut out = Vec::new();
@@ -1806,11 +1864,11 @@ impl Engine {
                 out.push(*id);
             }
         }
-        out
+        Ok(out)
     }
 
     fn state_for(&mut self, peer: &str, doc: &DocId) -> sync::State {
-        if let Some(s) = self.sync_states.remove(&(peer.to_owned(), *doc)) {
+        if let Some(s) = self.peers.get_mut(peer).and_then(|p| p.take(doc)) {
             return s;
         }
         self.store
@@ -1823,7 +1881,72 @@ impl Engine {
 
     fn keep_state(&mut self, peer: &str, doc: &DocId, state: sync::State) {
         let _ = self.store.put_sync_state(peer, doc, &state.encode());
-        self.sync_states.insert((peer.to_owned(), *doc), state);
+        self.hold_state(peer, doc, state);
+    }
+
+    /// Hold a peer's sync state in memory, within its budgets
+    /// (`sync.sync_states_per_peer_max`, `sync.bloom_bytes_per_peer_max`): the least recently
+    /// used states of that peer are dropped first. Only their shared heads were worth keeping,
+    /// and those are on disk; a dropped session starts afresh.
+    fn hold_state(&mut self, peer: &str, doc: &DocId, state: sync::State) {
+        let (states_max, bloom_max) = (
+            self.config.sync.sync_states_per_peer_max.max(1),
+            self.config.sync.bloom_bytes_per_peer_max,
+        );
+        let held = self.peers.entry(peer.to_owned()).or_default();
+        held.put(*doc, state);
+        let dropped = held.shrink(states_max, bloom_max, doc);
+        if dropped > 0 {
+            tracing::debug!(
+                peer,
+                dropped,
+                "sync states dropped from memory over the peer's budget"
+            );
+        }
+    }
+
+    /// The sync states held in memory for `peer`, and the bytes of Bloom filters they hold.
+    pub fn sync_states_held(&self, peer: &str) -> (usize, usize) {
+        self.peers
+            .get(peer)
+            .map_or((0, 0), |p| (p.states.len(), p.bloom_bytes))
+    }
+
+    /// Changes `peer` brought that still wait for a dependency.
+    pub fn deferred_held(&mut self, peer: &str) -> usize {
+        self.prune_deferred(peer);
+        self.peers.get(peer).map_or(0, |p| p.deferred.len())
+    }
+
+    /// Forget the changes `peer` brought that no longer wait (applied, or gone with a reload).
+    fn prune_deferred(&mut self, peer: &str) {
+        let docs = &self.docs;
+        if let Some(p) = self.peers.get_mut(peer) {
+            p.deferred
+                .retain(|(doc, h)| docs.get(doc).is_some_and(|d| d.is_deferred(h)));
+        }
+    }
+
+    /// Check a peer's inventory against the bounds an honest node keeps to
+    /// (`sync.inventory_docs_max` documents, `wire` heads per list) before anything is built
+    /// from it: a larger one is the sender's own fault.
+    pub fn check_inventory(&self, inv: &Inventory) -> Result<(), SyncRefused> {
+        let over = |what: &'static str, len: usize, max: usize| {
+            Err(SyncRefused::Model(Rejected::LimitExceeded {
+                what,
+                len,
+                max,
+            }))
+        };
+        let max = self.config.sync.inventory_docs_max;
+        if inv.docs.len() > max {
+            return over("documents in one inventory", inv.docs.len(), max);
+        }
+        let heads_max = self.wire_limits.hashes_per_list_max;
+        if let Some(e) = inv.docs.iter().find(|e| e.heads.len() > heads_max) {
+            return over("heads of one inventory entry", e.heads.len(), heads_max);
+        }
+        Ok(())
     }
 
     /// Start a sync session with a peer about a document afresh: forget which changes we think
@@ -1833,7 +1956,7 @@ impl Engine {
         let mut state = self.state_for(peer, doc);
         state.sent_hashes.clear();
         state.in_flight = false;
-        self.sync_states.insert((peer.to_owned(), *doc), state);
+        self.hold_state(peer, doc, state);
     }
 
     /// Forget which certificates and registrations `peer` was sent: after it refused a
@@ -1844,7 +1967,7 @@ impl Engine {
 
     /// Forget in-flight sync state with a peer (on disconnect): the persisted shared heads stay.
     pub fn peer_gone(&mut self, peer: &str) {
-        self.sync_states.retain(|(p, _), _| p != peer);
+        self.peers.remove(peer);
         self.sent_certs.remove(peer);
     }
 
@@ -2127,12 +2250,29 @@ impl Engine {
         let attestation_issuers: Vec<PublicKey> =
             msg.attestations.iter().map(|a| a.body.issuer).collect();
         let mut state = self.state_for(peer, &id);
+        // What this peer may still make wait for a dependency, over all documents.
+        self.prune_deferred(peer);
+        let peer_room = self
+            .config
+            .sync
+            .deferred_changes_per_peer_max
+            .saturating_sub(self.peers.get(peer).map_or(0, |p| p.deferred.len()));
+        let waiting_before: HashSet<ChangeHash> = fresh
+            .as_ref()
+            .unwrap_or_else(|| &self.docs[&id])
+            .deferred()
+            .copied()
+            .collect();
         let applied = match &msg.message {
             Some(bytes) => {
+                let mut limits = self.limits.clone();
+                let by_peer = waiting_before.len().saturating_add(peer_room);
+                let peer_bound = by_peer < limits.deferred_changes_max;
+                limits.deferred_changes_max = limits.deferred_changes_max.min(by_peer);
                 let ctx = Context {
                     trust: &self.trust,
                     attestations: &self.attestations,
-                    limits: &self.limits,
+                    limits: &limits,
                     now_ms: now,
                 };
                 let doc = match fresh.as_mut() {
@@ -2153,6 +2293,16 @@ impl Engine {
                         if fresh.is_none() {
                             self.keep_state(peer, &id, state);
                         }
+                        // Over this peer's budget, not the document's limit: not its fault.
+                        if peer_bound
+                            && let Rejected::LimitExceeded { what, len, .. } = &e
+                            && *what == document::DEFERRED_WHAT
+                        {
+                            return Err(SyncRefused::Budget(format!(
+                                "{len} changes would wait for a dependency, over the {} this peer may bring",
+                                self.config.sync.deferred_changes_per_peer_max
+                            )));
+                        }
                         return Err(e.into());
                     }
                 }
@@ -2170,6 +2320,21 @@ impl Engine {
             tracing::warn!(doc = %id, author = %e.author, seq = e.seq, "equivocation: one author signed two changes with the same actor and number; evidence kept");
             if let Err(err) = self.store.put_equivocation(e) {
                 tracing::warn!(error = %err, doc = %id, "could not store evidence of an equivocation");
+            }
+        }
+        {
+            let doc = fresh.as_ref().unwrap_or_else(|| &self.docs[&id]);
+            let brought: Vec<(DocId, ChangeHash)> = doc
+                .deferred()
+                .filter(|h| !waiting_before.contains(h))
+                .map(|h| (id, *h))
+                .collect();
+            if !brought.is_empty() {
+                self.peers
+                    .entry(peer.to_owned())
+                    .or_default()
+                    .deferred
+                    .extend(brought);
             }
         }
         if let Some(doc) = fresh {

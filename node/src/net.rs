@@ -108,7 +108,7 @@ fn behaviour(
         )],
         request_response::Config::default()
             .with_request_timeout(Duration::from_millis(sync.request_timeout_ms))
-            .with_max_concurrent_streams(256),
+            .with_max_concurrent_streams(sync.concurrent_sessions_per_peer_max.max(1)),
     );
     let n = &config.network;
     let limits = connection_limits::ConnectionLimits::default()
@@ -235,6 +235,8 @@ struct Peer {
     in_flight: HashMap<DocId, u32>,
     /// Documents to sync again once the in-flight round finishes.
     again: HashSet<DocId>,
+    /// Sessions waiting for room under `sync.concurrent_sessions_per_peer_max`, in order.
+    queued: std::collections::VecDeque<DocId>,
 }
 
 /// The network side of a running node.
@@ -549,6 +551,7 @@ impl Net {
                     p.awaiting_hello_since = None;
                     p.in_flight.clear();
                     p.again.clear();
+                    p.queued.clear();
                 }
                 self.warned.retain(|(p, _), _| *p != peer_id);
                 self.shared.engine().peer_gone(&peer_id.to_string());
@@ -690,14 +693,22 @@ impl Net {
             Request::Inventory(inv) => match self.peers.get(&peer).and_then(|p| p.unit.clone()) {
                 None => rejected(&SyncRefused::NoHello),
                 Some(unit) => {
-                    let (mine, todo) = {
+                    let answer = {
                         let mut e = self.shared.engine();
-                        let todo = e.to_sync(&unit.id, &inv);
-                        (e.inventory_for(&unit.id), todo)
+                        e.to_sync(&unit.id, &inv)
+                            .map(|todo| (e.inventory_for(&unit.id), todo))
                     };
-                    debug!(%peer, differ = todo.len(), "inventory received");
-                    self.start_fresh_sessions(peer, todo);
-                    Response::Inventory(mine)
+                    match answer {
+                        Ok((mine, todo)) => {
+                            debug!(%peer, differ = todo.len(), "inventory received");
+                            self.start_fresh_sessions(peer, todo);
+                            Response::Inventory(mine)
+                        }
+                        Err(e) => {
+                            self.offence(peer, &e, true);
+                            rejected(&e)
+                        }
+                    }
                 }
             },
             Request::Sync(msg) => match self.peers.get(&peer).and_then(|p| p.unit.clone()) {
@@ -826,8 +837,13 @@ impl Net {
                     return;
                 };
                 let todo = self.shared.engine().to_sync(&unit.id, &inv);
-                debug!(%peer, differ = todo.len(), "inventory answered");
-                self.start_fresh_sessions(peer, todo);
+                match todo {
+                    Ok(todo) => {
+                        debug!(%peer, differ = todo.len(), "inventory answered");
+                        self.start_fresh_sessions(peer, todo);
+                    }
+                    Err(e) => self.offence(peer, &e, false),
+                }
             }
             Response::Sync(msg) => {
                 let doc = msg.doc;
@@ -898,6 +914,14 @@ impl Net {
             p.again.insert(doc);
             return;
         }
+        // Within the peer's concurrent sessions; the rest wait their turn (a cold sync differs
+        // in every document at once).
+        if p.in_flight.len() >= self.config.sync.concurrent_sessions_per_peer_max.max(1) {
+            if !p.queued.contains(&doc) {
+                p.queued.push_back(doc);
+            }
+            return;
+        }
         let msg = self
             .shared
             .engine()
@@ -918,8 +942,32 @@ impl Net {
                 self.send_sync(peer, doc, msg, rounds)
             }
             _ if again => self.start_session(peer, doc),
-            _ => {}
+            _ => self.start_queued(peer),
         }
+    }
+
+    /// Start waiting sessions with `peer` while there is room.
+    fn start_queued(&mut self, peer: PeerId) {
+        let max = self.config.sync.concurrent_sessions_per_peer_max.max(1);
+        loop {
+            let Some(p) = self.peers.get_mut(&peer) else {
+                return;
+            };
+            if p.in_flight.len() >= max {
+                return;
+            }
+            let Some(doc) = p.queued.pop_front() else {
+                return;
+            };
+            self.start_session(peer, doc);
+        }
+    }
+
+    /// Sessions with `peer` in flight and waiting: for tests and status.
+    pub fn sessions_of(&self, peer: &PeerId) -> (usize, usize) {
+        self.peers
+            .get(peer)
+            .map_or((0, 0), |p| (p.in_flight.len(), p.queued.len()))
     }
 
     fn send_sync(&mut self, peer: PeerId, doc: DocId, msg: SyncMessage, rounds: u32) {
