@@ -77,8 +77,8 @@ pub struct Sync {
     /// Checked changes a peer brought that wait for a dependency, over all documents; a
     /// message that would bring more is refused `over-budget` (not an offence).
     pub deferred_changes_per_peer_max: usize,
-    /// Sync requests one peer may have open at once: inbound streams per connection (libp2p
-    /// refuses more), and the sessions this node runs with it (the rest wait their turn).
+    /// Sync sessions this node runs with one peer at once (the rest wait their turn), and as
+    /// many again of the peer's: libp2p refuses streams per connection beyond twice this.
     pub concurrent_sessions_per_peer_max: usize,
     /// Offences (inputs that are the sender's own fault) from one peer within
     /// `offence_window_ms` before it is disconnected and refused for `ban_ms`.

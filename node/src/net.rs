@@ -108,7 +108,9 @@ fn behaviour(
         )],
         request_response::Config::default()
             .with_request_timeout(Duration::from_millis(sync.request_timeout_ms))
-            .with_max_concurrent_streams(sync.concurrent_sessions_per_peer_max.max(1)),
+            // libp2p counts inbound and outbound streams together: ours (queued at the budget,
+            // see `start_session`) and the peer's must both fit.
+            .with_max_concurrent_streams(2 * sync.concurrent_sessions_per_peer_max.max(1)),
     );
     let n = &config.network;
     let limits = connection_limits::ConnectionLimits::default()

@@ -16,12 +16,10 @@
 //! Every test reads the process's peak resident memory (an upper bound on the node's, which
 //! runs in-process) and probes the node's HTTP API during the attack, and prints both.
 
+mod common;
+
 use std::collections::HashSet;
-use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use automerge::transaction::Transactable as _;
@@ -33,6 +31,7 @@ use libp2p::{
     Multiaddr, PeerId, StreamProtocol, Swarm, gossipsub, identify, noise, ping, tcp, yamux,
 };
 use linli_crdt_model::cert::{CertBody, Certificate, Role};
+use linli_crdt_model::doc::DocId;
 use linli_crdt_model::keys::SecretKey;
 use linli_crdt_model::sync::Signatures;
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
@@ -44,17 +43,14 @@ use linli_node::net::{self, Transports};
 use linli_node::protocol::{self, Hello, Request, Response, SyncMessage};
 use linli_node::run::{self, Options, Running};
 use linli_node::setup::{self, PlanUnit, Provisioned};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::{figures, peak_rss_mib, watched};
 
 const HELLO_TIMEOUT_MS: u64 = 1_500;
 const REDIAL_MS: u64 = 200;
 /// Requests a peer may make at once, and then per second.
 const REQUESTS_BURST: u32 = 8;
 const REQUESTS_PER_SECOND: u32 = 2;
-/// Peak resident memory the test process (node included) must stay under.
-const RSS_MAX_MIB: u64 = 512;
-/// How soon the node's HTTP API must answer, whatever a peer does.
-const API_WITHIN: Duration = Duration::from_secs(1);
 /// Request-response frames the scripted peer reads and writes (the node's own bound is
 /// `sync.message_bytes_max`).
 const FRAME_BYTES_MAX: u64 = 64 * 1024 * 1024;
@@ -137,7 +133,21 @@ fn unit(id: &str, kind: UnitKind, name: &str) -> Unit {
 
 /// Provision `plan` and start the node of its first unit (the district) alone.
 async fn start(dir: &Path, plan: &[PlanUnit]) -> (Provisioned, Running) {
-    let p = setup::provision(dir, "铁东区邻里网", plan, config, now_ms() - 60_000).unwrap();
+    start_tuned(dir, plan, |_| {}).await
+}
+
+/// [`start`], with every node's configuration changed by `tune`.
+async fn start_tuned(
+    dir: &Path,
+    plan: &[PlanUnit],
+    tune: impl Fn(&mut Config),
+) -> (Provisioned, Running) {
+    let configure = |u: &Unit| {
+        let mut c = config(u);
+        tune(&mut c);
+        c
+    };
+    let p = setup::provision(dir, "铁东区邻里网", plan, configure, now_ms() - 60_000).unwrap();
     let node = run::start_engine(
         Engine::open(&p.nodes[0].dir).unwrap(),
         Options {
@@ -157,124 +167,6 @@ async fn district(dir: &Path) -> Running {
         people: Vec::new(),
     }];
     start(dir, &plan).await.1
-}
-
-/// The node's HTTP API (at `addr`, with bearer `token`) answers `GET /v1/status` with 200: how
-/// long it took, if it did within a second.
-async fn api_latency(addr: SocketAddr, token: &str) -> Option<Duration> {
-    let started = Instant::now();
-    let probe = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let request = format!(
-            "GET /v1/status HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
-        );
-        s.write_all(request.as_bytes()).await.ok()?;
-        let mut answer = Vec::new();
-        s.read_to_end(&mut answer).await.ok()?;
-        Some(answer.starts_with(b"HTTP/1.1 200"))
-    };
-    match tokio::time::timeout(API_WITHIN, probe).await {
-        Ok(Some(true)) => Some(started.elapsed()),
-        _ => None,
-    }
-}
-
-/// The peak resident memory of this process so far (`VmHWM` in /proc/self/status), in MiB.
-/// The node runs in-process, so this bounds its own from above (other tests of this file run
-/// alongside in the same process).
-fn peak_rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kib: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().strip_suffix("kB"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("VmHWM in kB in /proc/self/status");
-    kib / 1024
-}
-
-/// Run `attack` while probing the node's API every 100 ms; its outcome and every probe's
-/// latency (`None`: no answer within a second).
-///
-/// The probes run on a thread and runtime of their own: the node's network loop locks the
-/// engine inside its task, which holds one of this runtime's workers, and a probe driven here
-/// could then be timed out late, or cut off unrecorded when the attack ends. There, every probe
-/// started is finished and recorded.
-async fn watched<T>(node: &Running, attack: impl Future<Output = T>) -> (T, Vec<Option<Duration>>) {
-    let stop = Arc::new(AtomicBool::new(false));
-    let prober = {
-        let (stop, addr, token) = (stop.clone(), node.api_addr, node.shared.token.clone());
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let mut latencies = Vec::new();
-                loop {
-                    latencies.push(api_latency(addr, &token).await);
-                    if stop.load(Ordering::Relaxed) {
-                        return latencies;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            })
-        })
-    };
-    /// Stops the prober however the attack ends, a panic included.
-    struct Stop(Arc<AtomicBool>);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::Relaxed);
-        }
-    }
-    let out = {
-        let _stop = Stop(stop);
-        attack.await
-    };
-    let latencies = tokio::task::spawn_blocking(move || prober.join())
-        .await
-        .unwrap()
-        .expect("the API prober");
-    (out, latencies)
-}
-
-/// Print the test's figures, then hold them to their bounds: the API answered every probe
-/// within a second, and peak RSS stayed under [`RSS_MAX_MIB`].
-///
-/// A probe's latency is held to the second as well as its timeout, in case that timer fires
-/// late.
-fn figures(test: &str, latencies: &[Option<Duration>]) {
-    let rss = peak_rss_mib();
-    let missed = latencies
-        .iter()
-        .filter(|l| l.is_none_or(|d| d > API_WITHIN))
-        .count();
-    // A probe without an answer within the second is the worst of all.
-    let worst = if latencies.contains(&None) {
-        format!("over {API_WITHIN:?}")
-    } else {
-        let w = latencies
-            .iter()
-            .flatten()
-            .max()
-            .copied()
-            .unwrap_or_default();
-        format!("{:.1} ms", w.as_secs_f64() * 1e3)
-    };
-    eprintln!(
-        "{test}: peak RSS {rss} MiB; worst API latency {worst} over {} probes ({missed} not answered within {API_WITHIN:?})",
-        latencies.len()
-    );
-    assert!(!latencies.is_empty(), "{test}: the API was never probed");
-    assert_eq!(
-        missed, 0,
-        "{test}: the API did not answer within {API_WITHIN:?}: {latencies:?}"
-    );
-    assert!(
-        rss < RSS_MAX_MIB,
-        "{test}: peak RSS {rss} MiB, over {RSS_MAX_MIB} MiB"
-    );
 }
 
 /// What the stranger saw while driving its swarm for `for_`.
@@ -635,13 +527,18 @@ impl Answer {
 
 /// A scripted peer holding a certified node key: the stranger's swarm, driven by hand. It
 /// answers the node's hello with its own, echoes the node's inventory (so the node sees nothing
-/// to sync with it) and refuses the node's sync messages.
+/// to sync with it) and refuses the node's sync messages — or, with `hold_sync`, keeps them
+/// unanswered in `held`.
 struct Member {
     swarm: StrangerSwarm,
     hello: Hello,
     node: PeerId,
     addr: Multiaddr,
     connected: bool,
+    hold_sync: bool,
+    held: Vec<(DocId, request_response::ResponseChannel<Response>)>,
+    /// Every document the node opened a sync request about, in order.
+    sync_requests: Vec<DocId>,
 }
 
 impl Member {
@@ -652,7 +549,36 @@ impl Member {
             node: node.peer_id,
             addr: node.dial_addr().expect("the node listens on TCP"),
             connected: false,
+            hold_sync: false,
+            held: Vec::new(),
+            sync_requests: Vec::new(),
         }
+    }
+
+    /// Serve the node's requests for `for_`.
+    async fn serve(&mut self, for_: Duration) {
+        let deadline = Instant::now() + for_;
+        while let Some(event) = self.next(deadline).await {
+            self.handle(event);
+        }
+    }
+
+    /// Answer the oldest held sync request with nothing more to say.
+    fn answer_one(&mut self) {
+        let (doc, channel) = self.held.remove(0);
+        let _ = self.swarm.behaviour_mut().sync.send_response(
+            channel,
+            Response::Sync(Box::new(SyncMessage {
+                doc,
+                header: None,
+                message: None,
+                signatures: Default::default(),
+                certificates: Vec::new(),
+                registrations: Vec::new(),
+                attestations: Vec::new(),
+                set_aside: Vec::new(),
+            })),
+        );
     }
 
     /// Dial the node and say hello; the node's answer (or why there was none).
@@ -745,6 +671,11 @@ impl Member {
                 let response = match request {
                     Request::Hello(_) => Response::Hello(self.hello.clone()),
                     Request::Inventory(inv) => Response::Inventory(inv),
+                    Request::Sync(msg) if self.hold_sync => {
+                        self.sync_requests.push(msg.doc);
+                        self.held.push((msg.doc, channel));
+                        return;
+                    }
                     Request::Sync(_) => Response::Rejected {
                         reason: "scripted".to_owned(),
                         detail: "this peer does not sync".to_owned(),
@@ -950,6 +881,117 @@ fn repeated_chunks(chunk: &[u8], n: usize) -> Vec<u8> {
 /// limit, one byte past it; nothing is stored; the API answers throughout; and at
 /// `offences_max` refusals (the bytes are the sender's own fault) the peer is disconnected and
 /// cannot come back within the ban.
+/// The key of `community`'s node and the hello it would send `node`, with its chain.
+fn member_of(node: &Running, community: &setup::ProvisionedNode) -> (SecretKey, Hello) {
+    let key = keystore::read_key(&Layout::new(&community.dir).node_key()).unwrap();
+    let e = node.shared.engine();
+    let chain = e.trust().chain_of_where(&key.public(), |c| {
+        c.body.role == Role::Node && c.body.unit == community.unit.id
+    });
+    assert!(!chain.is_empty(), "the community node's chain");
+    let hello = Hello {
+        network: e.trust().network(),
+        protocol_version: protocol::PROTOCOL_VERSION,
+        unit: community.unit.id.clone(),
+        registrations: e.trust().registrations_for(&chain),
+        chain,
+    };
+    (key, hello)
+}
+
+fn city_plan() -> [PlanUnit; 3] {
+    [
+        PlanUnit {
+            unit: unit("tiedong", UnitKind::District, "铁东区"),
+            people: Vec::new(),
+        },
+        PlanUnit {
+            unit: unit("tiedong/jiefang", UnitKind::Street, "解放街道"),
+            people: Vec::new(),
+        },
+        PlanUnit {
+            unit: unit("tiedong/jiefang/shengli", UnitKind::Community, "胜利社区"),
+            people: Vec::new(),
+        },
+    ]
+}
+
+/// `sync.concurrent_sessions_per_peer_max`: a member that never answers the node's sync
+/// requests has exactly that many open with it, however many documents differ; each one it
+/// answers makes room for the next. (Inbound, the same number bounds libp2p's streams per
+/// connection.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_sessions_with_a_member_stop_at_the_concurrent_budget() {
+    const SESSIONS: usize = 2;
+    let dir = tempfile::tempdir().unwrap();
+    let plan = city_plan();
+    let (p, node) = start_tuned(dir.path(), &plan, |c| {
+        c.sync.concurrent_sessions_per_peer_max = SESSIONS;
+        // No inventory of the node's own while we count.
+        c.sync.anti_entropy_interval_ms = 60_000;
+    })
+    .await;
+    // Public documents the community may hold, more than the budget.
+    for i in 0..4 {
+        node.shared
+            .engine()
+            .create(
+                linli_node::engine::CreateDoc {
+                    kind: linli_crdt_model::kinds::Kind::Convention,
+                    title: format!("区公约{i}"),
+                    scope: None,
+                    period: None,
+                    minutes: None,
+                },
+                None,
+            )
+            .unwrap();
+    }
+    let (key, hello) = member_of(&node, &p.nodes[2]);
+    let mut member = Member::new(&key, hello, &node);
+    member.hold_sync = true;
+    let (counts, latencies) = watched(&node, async {
+        assert_eq!(member.connect().await.label(), "hello");
+        // An empty inventory: the member lacks everything.
+        let answer = member
+            .request(
+                Request::Inventory(protocol::Inventory::default()),
+                Duration::from_secs(5),
+            )
+            .await;
+        assert_eq!(answer.label(), "inventory");
+        let mut counts = Vec::new();
+        member.serve(Duration::from_millis(700)).await;
+        counts.push((member.held.len(), member.sync_requests.len()));
+        for _ in 0..2 {
+            member.answer_one();
+            member.serve(Duration::from_millis(700)).await;
+            counts.push((member.held.len(), member.sync_requests.len()));
+        }
+        counts
+    })
+    .await;
+    figures("sessions at the concurrent budget", &latencies);
+    eprintln!(
+        "sessions: (open, opened so far) after each answer: {counts:?}; docs {:?}",
+        member
+            .sync_requests
+            .iter()
+            .map(DocId::short)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        counts,
+        vec![
+            (SESSIONS, SESSIONS),
+            (SESSIONS, SESSIONS + 1),
+            (SESSIONS, SESSIONS + 2)
+        ],
+        "the node kept exactly {SESSIONS} sessions open, one more after each answer"
+    );
+    node.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_members_multi_chunk_bomb_stops_at_the_message_limit() {
     const SHENGLI: &str = "tiedong/jiefang/shengli";
@@ -974,20 +1016,9 @@ async fn a_members_multi_chunk_bomb_stops_at_the_message_limit() {
         .iter()
         .find(|n| n.unit.id.as_str() == SHENGLI)
         .unwrap();
-    let key = keystore::read_key(&Layout::new(&community.dir).node_key()).unwrap();
-    let (hello, limits, message_bytes_max, offences_max, doc, heads_before, changes_before) = {
+    let (key, hello) = member_of(&node, community);
+    let (limits, message_bytes_max, offences_max, doc, heads_before, changes_before) = {
         let mut e = node.shared.engine();
-        let chain = e.trust().chain_of_where(&key.public(), |c| {
-            c.body.role == Role::Node && c.body.unit == community.unit.id
-        });
-        assert!(!chain.is_empty(), "the community node's chain");
-        let hello = Hello {
-            network: e.trust().network(),
-            protocol_version: protocol::PROTOCOL_VERSION,
-            unit: community.unit.id.clone(),
-            registrations: e.trust().registrations_for(&chain),
-            chain,
-        };
         let doc = e.directory_id().expect("the district holds its directory");
         let h = e.doc(&doc).unwrap().header().header.clone();
         assert!(
@@ -998,7 +1029,6 @@ async fn a_members_multi_chunk_bomb_stops_at_the_message_limit() {
         heads.sort();
         let changes = e.summary(&doc).unwrap().n_changes;
         (
-            hello,
             e.wire_limits().clone(),
             e.config().sync.message_bytes_max,
             e.config().sync.offences_max,
