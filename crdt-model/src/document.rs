@@ -22,7 +22,14 @@
 //! applies. Automerge cannot apply a change without its dependencies, so every change that
 //! depends on a set-aside one, in the batch, is set aside too ([`Rejected::DependsOnSetAside`]);
 //! a change that arrives later and depends on one waits, like any change whose dependency is
-//! missing, within `deferred_changes_max`.
+//! missing, within `deferred_changes_max` (or is set aside at once if it builds on the losing
+//! half of an equivocation, which can never enter).
+//!
+//! Waiting changes are held here, not in Automerge's queue, and asked for through the sync
+//! message's `need`. When a batch makes one causally ready it is judged again (a revocation
+//! may have arrived meanwhile) and applied with the batch; if the result then fails, the
+//! waiting change is set aside as [`Rejected::Unappliable`] and the batch is tried without it,
+//! so a change that waited can never make an honest later batch fail.
 //!
 //! Checks 3–5 run on a copy; the copy replaces the document only when every check passes. A
 //! large batch is verified (2) on a second thread while 3–5 run, which changes nothing of what
@@ -167,6 +174,16 @@ pub struct Equivocation {
 }
 
 impl Equivocation {
+    /// The verdict on the change it sets aside.
+    pub fn reason(&self) -> Rejected {
+        Rejected::Equivocation {
+            change: ChangeHash(self.refused_signature.hash),
+            author: self.author,
+            seq: self.seq,
+            held: ChangeHash(self.held),
+        }
+    }
+
     /// That the evidence is what it says: the refused change decodes, is signed by the author,
     /// and shares actor and sequence number with `held` (the held change's bytes and
     /// signature, from the document), which is a different change by the same author.
@@ -205,9 +222,6 @@ impl Equivocation {
         Ok(())
     }
 }
-
-/// What a [`Rejected::LimitExceeded`] names when too many changes would wait for a dependency.
-pub const DEFERRED_WHAT: &str = "changes waiting for a dependency";
 
 /// Bytes of the author's public key that begin each of its actor ids.
 pub const ACTOR_KEY_BYTES: usize = 16;
@@ -318,6 +332,10 @@ pub enum Rejected {
     },
     #[error("change {change} depends on change {on}, which was set aside")]
     DependsOnSetAside { change: ChangeHash, on: ChangeHash },
+    #[error("change {change} would wait for a dependency, but {max} changes wait already")]
+    WaitingFull { change: ChangeHash, max: usize },
+    #[error("change {change} waited for a dependency and then could not be applied: {detail}")]
+    Unappliable { change: ChangeHash, detail: String },
 }
 
 impl Rejected {
@@ -340,6 +358,8 @@ impl Rejected {
             Rejected::ForeignActor { .. } => "foreign-actor",
             Rejected::Equivocation { .. } => "equivocation",
             Rejected::DependsOnSetAside { .. } => "depends-on-set-aside",
+            Rejected::WaitingFull { .. } => "waiting-full",
+            Rejected::Unappliable { .. } => "unappliable",
         }
     }
 
@@ -356,7 +376,9 @@ impl Rejected {
             | Rejected::FutureTimestamp { change, .. }
             | Rejected::ForeignActor { change, .. }
             | Rejected::Equivocation { change, .. }
-            | Rejected::DependsOnSetAside { change, .. } => Some(*change),
+            | Rejected::DependsOnSetAside { change, .. }
+            | Rejected::WaitingFull { change, .. }
+            | Rejected::Unappliable { change, .. } => Some(*change),
             _ => None,
         }
     }
@@ -398,6 +420,10 @@ pub enum EditRefused {
     Header(#[from] HeaderError),
     #[error("the edit changed nothing")]
     Empty,
+    #[error(
+        "an edit is one change under its author's actor; this one made {n}, or another actor's"
+    )]
+    NotOneChange { n: usize },
 }
 
 /// Why a stored document could not be loaded.
@@ -418,9 +444,14 @@ pub struct Document {
     /// This store incarnation's random bytes: each author commits under [`actor_for`] them.
     incarnation: [u8; ACTOR_INCARNATION_BYTES],
     signatures: HashMap<ChangeHash, ChangeSignature>,
-    /// Checked changes waiting in Automerge's queue for a dependency (in memory only: after a
-    /// restart they are simply sent again).
+    /// Checked changes waiting for a dependency (in memory only: after a restart they are
+    /// simply sent again). Never in Automerge's queue.
     deferred: HashMap<ChangeHash, Waiting>,
+    /// Changes set aside for good (the losing halves of equivocations, and what depends on
+    /// them), so what builds on them is set aside on arrival instead of waiting for ever;
+    /// the oldest are forgotten beyond `deferred_changes_max`.
+    lost: HashSet<ChangeHash>,
+    lost_order: std::collections::VecDeque<ChangeHash>,
 }
 
 impl Document {
@@ -454,6 +485,8 @@ impl Document {
             doc: AutoCommit::new().with_actor(actor),
             signatures: HashMap::new(),
             deferred: HashMap::new(),
+            lost: HashSet::new(),
+            lost_order: std::collections::VecDeque::new(),
         }
     }
 
@@ -464,7 +497,16 @@ impl Document {
         signatures: impl IntoIterator<Item = ChangeSignature>,
         actor: ActorId,
     ) -> Result<Document, LoadError> {
-        let doc = AutoCommit::load(bytes).map_err(|e| LoadError::Automerge(e.to_string()))?;
+        let mut doc = AutoCommit::load(bytes).map_err(|e| LoadError::Automerge(e.to_string()))?;
+        // Changes without their dependencies (an older save kept Automerge's queue) would enter
+        // unsigned when those arrive: drop them; peers send them again.
+        if !doc.get_missing_deps(&[]).is_empty() {
+            let clean = doc.save_with_options(automerge::SaveOptions {
+                retain_orphans: false,
+                ..Default::default()
+            });
+            doc = AutoCommit::load(&clean).map_err(|e| LoadError::Automerge(e.to_string()))?;
+        }
         let id = header.id();
         let signatures = signatures
             .into_iter()
@@ -477,6 +519,8 @@ impl Document {
             doc: doc.with_actor(actor),
             signatures,
             deferred: HashMap::new(),
+            lost: HashSet::new(),
+            lost_order: std::collections::VecDeque::new(),
         })
     }
 
@@ -518,6 +562,19 @@ impl Document {
         self.deferred.len()
     }
 
+    /// The dependencies the waiting changes miss: neither held nor waiting themselves.
+    pub fn missing_dependencies(&mut self) -> Vec<ChangeHash> {
+        let deps: HashSet<ChangeHash> = self
+            .deferred
+            .values()
+            .flat_map(|w| w.change.deps().iter().copied())
+            .filter(|d| !self.deferred.contains_key(d))
+            .collect();
+        deps.into_iter()
+            .filter(|d| self.doc.get_change_meta_by_hash(d).is_none())
+            .collect()
+    }
+
     /// Whether `hash` is a checked change waiting for a dependency.
     pub fn is_deferred(&self, hash: &ChangeHash) -> bool {
         self.deferred.contains_key(hash)
@@ -543,8 +600,12 @@ impl Document {
         &mut self.doc
     }
 
+    /// The document's bytes: what it holds, never a change waiting for a dependency.
     pub fn save(&mut self) -> Vec<u8> {
-        self.doc.save()
+        self.doc.save_with_options(automerge::SaveOptions {
+            retain_orphans: false,
+            ..Default::default()
+        })
     }
 
     /// The changes after `heads`, for incremental persistence.
@@ -603,8 +664,10 @@ impl Document {
             return Err(d.into());
         }
         // Edit a copy: if anything below fails the document is untouched.
+        let before = self.doc.get_heads();
+        let actor = actor_for(&author.public(), &self.incarnation);
         let mut scratch = self.doc.clone();
-        scratch.set_actor(actor_for(&author.public(), &self.incarnation));
+        scratch.set_actor(actor.clone());
         scratch.update_diff_cursor();
         let out = f(&mut scratch)?;
         let mut opts = CommitOptions::default().with_time(at_ms);
@@ -612,6 +675,12 @@ impl Document {
             opts = opts.with_message(m);
         }
         let hash = scratch.commit_with(opts).ok_or(EditRefused::Empty)?;
+        // An edit is one change, under its author's actor: a closure that committed on its own
+        // or changed the actor would leave a change unsigned, or one every peer refuses.
+        let made = scratch.get_changes(&before);
+        if made.len() != 1 || made[0].hash() != hash || made[0].actor_id() != &actor {
+            return Err(EditRefused::NotOneChange { n: made.len() });
+        }
         let touched = Touched::from_patches(&scratch.diff_incremental());
         scratch.reset_diff_cursor();
         validate_state(kind, &unit, &scratch, &touched, ctx)?;
@@ -717,222 +786,278 @@ impl Document {
             (Ok(()), self.candidate(ctx, &fresh, &found))
         };
         verified?;
-        let Candidate {
-            doc: mut scratch,
-            set_aside,
-            equivocations,
-        } = candidate?;
-        // What is now in the document, and what still waits (in Automerge's queue).
-        let aside: HashSet<ChangeHash> = set_aside.iter().map(|s| s.change).collect();
-        let mut waiting: HashMap<ChangeHash, Waiting> = self.deferred.clone();
-        for (change, sig) in fresh.iter().zip(found) {
-            if !aside.contains(&change.hash()) {
-                waiting.insert(
-                    change.hash(),
-                    Waiting {
-                        signature: sig.clone(),
-                        actor: change.actor_id().clone(),
-                        seq: change.seq(),
-                    },
-                );
+        let c = candidate?;
+        self.doc = c.doc;
+        for (hash, sig) in c.applied {
+            self.signatures.insert(hash, sig);
+        }
+        self.deferred = c.waiting;
+        for h in c.lost {
+            if self.lost.insert(h) {
+                self.lost_order.push_back(h);
             }
         }
-        let mut new = Vec::new();
-        for c in &fresh {
-            if scratch.get_change_meta_by_hash(&c.hash()).is_some() {
-                new.push(c.hash());
+        while self.lost_order.len() > ctx.limits.deferred_changes_max {
+            if let Some(h) = self.lost_order.pop_front() {
+                self.lost.remove(&h);
             }
         }
-        let now_in: HashSet<ChangeHash> = new.iter().copied().collect();
-        let released: Vec<ChangeHash> = waiting
-            .keys()
-            .filter(|h| !now_in.contains(h) && scratch.get_change_meta_by_hash(h).is_some())
-            .copied()
-            .collect();
-        new.extend(released);
-        if waiting.len() - new.len() > ctx.limits.deferred_changes_max {
-            return Err(Rejected::LimitExceeded {
-                what: DEFERRED_WHAT,
-                len: waiting.len() - new.len(),
-                max: ctx.limits.deferred_changes_max,
-            });
-        }
-        self.doc = scratch;
-        for h in &new {
-            if let Some(w) = waiting.remove(h) {
-                self.signatures.insert(*h, w.signature);
-            }
-        }
-        self.deferred = waiting;
         Ok(Applied {
-            new,
+            new: c.new,
             duplicates,
             heads: self.doc.get_heads(),
-            set_aside,
-            equivocations,
+            set_aside: c.set_aside,
+            equivocations: c.equivocations,
         })
     }
 
-    /// Checks 3–5 of an ingest on a copy of the document: authority and time of each change
-    /// (setting aside what fails, with what depends on it), then apply, setting aside the
-    /// second change of each equivocation, and validate what changed. Returns the copy; the
-    /// caller swaps it in.
+    /// Checks 3–5 of an ingest on a copy of the document. The pool is the batch's fresh
+    /// changes and the changes already waiting for a dependency: each fresh one is judged for
+    /// authority and time (a waiting one again when it is released: what is known may have
+    /// changed while it waited), equivocations are set aside, and what is causally ready is
+    /// applied and validated. A waiting change never shares the fate of the batch that
+    /// releases it: if the result fails with it, it is set aside and the rest is tried
+    /// without it. Returns the copy and what became of each change; the caller swaps it in.
     fn candidate(
         &self,
         ctx: &Context<'_>,
         fresh: &[Change],
         found: &[&ChangeSignature],
     ) -> Result<Candidate, Rejected> {
-        // Authority, time. A month of visits has thousands of changes by ten authors: judge
-        // each author's certificates once, then each change's time and hash.
         let (kind, unit) = (self.header.header.kind, &self.header.header.unit);
+        // The pool: fresh changes first (in batch order), then those waiting.
+        let mut pool: Vec<(Change, ChangeSignature)> = fresh
+            .iter()
+            .cloned()
+            .zip(found.iter().map(|s| (*s).clone()))
+            .collect();
+        let n_fresh = pool.len();
+        pool.extend(
+            self.deferred
+                .values()
+                .map(|w| (w.change.clone(), w.signature.clone())),
+        );
+        let mut aside = Aside::new(&pool);
+        let mut equivocations = Vec::new();
+        let mut lost: Vec<ChangeHash> = Vec::new();
+
+        // Authority and time. A month of visits has thousands of changes by ten authors: judge
+        // each author's certificates once, then each change's time and hash.
         let mut permissions = HashMap::new();
-        let mut aside = Aside::new(fresh);
-        for (i, (change, sig)) in fresh.iter().zip(found).enumerate() {
+        let mut judge = |change: &Change, sig: &ChangeSignature| -> Result<(), Rejected> {
             let hash = change.hash();
             let at_ms = change.timestamp();
-            let verdict = if at_ms > ctx.now_ms.saturating_add(ctx.limits.clock_skew_ms_max) {
-                Err(Rejected::FutureTimestamp {
+            if at_ms > ctx.now_ms.saturating_add(ctx.limits.clock_skew_ms_max) {
+                return Err(Rejected::FutureTimestamp {
                     change: hash,
                     at_ms,
                     now_ms: ctx.now_ms,
-                })
-            } else {
-                permissions
-                    .entry(sig.author)
-                    .or_insert_with(|| {
-                        ctx.trust.permission(&sig.author, |u, role| {
-                            doc::may_write(kind, unit, &u.id, role)
-                        })
+                });
+            }
+            permissions
+                .entry(sig.author)
+                .or_insert_with(|| {
+                    ctx.trust.permission(&sig.author, |u, role| {
+                        doc::may_write(kind, unit, &u.id, role)
                     })
-                    .at(at_ms)
-                    .map(|_| ())
-                    .map_err(|d| Rejected::denied(hash, d))
-            };
-            if let Err(reason) = verdict {
-                aside.put(i, reason);
+                })
+                .at(at_ms)
+                .map(|_| ())
+                .map_err(|d| Rejected::denied(hash, d))
+        };
+        for (i, (change, sig)) in pool.iter().enumerate().take(n_fresh) {
+            if let Err(reason) = judge(change, sig) {
+                aside.put(i, reason, false);
             }
         }
-
-        // Causality: a change whose dependency is neither held nor in the batch is not refused
-        // (a Bloom filter false positive in Automerge's sync produces exactly that); it waits in
-        // Automerge's queue, already checked, and Automerge asks the peer for what is missing.
-        // Only the number waiting is bounded (by the caller).
+        // Built on a change this node set aside for good (the losing half of an equivocation):
+        // it can never apply here.
+        for (i, (change, _)) in pool.iter().enumerate().take(n_fresh) {
+            if let Some(on) = change.deps().iter().find(|d| self.lost.contains(d)) {
+                let reason = Rejected::DependsOnSetAside {
+                    change: change.hash(),
+                    on: *on,
+                };
+                aside.put(i, reason, true);
+            }
+        }
+        // Equivocations within the pool: a fresh change claiming the (actor, number) of a
+        // change waiting, or of an earlier one in the batch. Those against changes the
+        // document holds show when it is applied, below.
+        let mut claimed: HashMap<(ActorId, u64), usize> = HashMap::new();
+        for i in (n_fresh..pool.len()).chain(0..n_fresh) {
+            if !aside.is_taken(i) {
+                continue;
+            }
+            let key = (pool[i].0.actor_id().clone(), pool[i].0.seq());
+            match claimed.get(&key) {
+                Some(&held) => {
+                    let e = self.equivocation(&pool[i], pool[held].0.hash());
+                    aside.put(i, e.reason(), true);
+                    lost.push(pool[i].0.hash());
+                    equivocations.push(e);
+                }
+                None => {
+                    claimed.insert(key, i);
+                }
+            }
+        }
 
         // Apply to a copy and check what changed. A batch into an empty document (a cold
         // sync) writes the root maps, so it is judged as a whole anyway: asking Automerge
         // for the patches of every change first would cost more than the check itself.
         let whole = self.signatures.is_empty();
-        let mut equivocations = Vec::new();
+        let mut doc_checked = false;
         loop {
             let mut scratch = self.doc.clone();
+            // What is causally ready; a waiting change released now is judged again.
+            let mut ready = aside.ready(&pool, &mut scratch);
+            let mut rejudged = false;
+            for &i in &ready {
+                if i >= n_fresh
+                    && let Err(reason) = judge(&pool[i].0, &pool[i].1)
+                {
+                    aside.put(i, reason, false);
+                    rejudged = true;
+                }
+            }
+            if rejudged {
+                ready = aside.ready(&pool, &mut scratch);
+            }
             if !whole {
                 scratch.update_diff_cursor();
             }
             // automerge 0.12 can panic applying well-framed changes that name unknown actors
             // or missing objects (see wire.rs). The copy is thrown away on failure, so a panic
-            // here is one more way of refusing the batch, never a crash of the node.
+            // here is one more way of refusing, never a crash of the node.
+            let changes: Vec<Change> = ready.iter().map(|&i| pool[i].0.clone()).collect();
             let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                scratch.apply_changes(aside.taken(fresh))?;
+                scratch.apply_changes(changes)?;
                 Ok::<_, automerge::AutomergeError>(if whole {
                     Touched::everything()
                 } else {
                     Touched::from_patches(&scratch.diff_incremental())
                 })
             }));
-            let touched = match applied {
-                Ok(Ok(touched)) => touched,
-                // One (actor, number) twice: Automerge refuses the whole call before applying
-                // anything, so set the newcomer aside and apply the rest again (at most once
-                // per change of the batch).
-                Ok(Err(automerge::AutomergeError::DuplicateSeqNumber(seq, actor))) => {
-                    let held = self.equivocated(&mut scratch, fresh, &aside, &actor, seq);
-                    let mut progressed = false;
-                    for (i, change) in fresh.iter().enumerate() {
-                        if aside.is_taken(i)
-                            && change.actor_id() == &actor
-                            && change.seq() == seq
-                            && Some(change.hash()) != held
-                        {
-                            let held = held.unwrap_or(change.hash());
-                            aside.put(
-                                i,
-                                Rejected::Equivocation {
-                                    change: change.hash(),
-                                    author: found[i].author,
-                                    seq,
-                                    held,
-                                },
-                            );
-                            equivocations.push(Equivocation {
-                                doc: self.id,
-                                author: found[i].author,
-                                seq,
-                                held: held.0,
-                                refused_change: change.raw_bytes().to_vec(),
-                                refused_signature: found[i].clone(),
-                            });
-                            progressed = true;
-                        }
+            let failure = match applied {
+                Ok(Ok(touched)) => {
+                    scratch.reset_diff_cursor();
+                    match validate_state(kind, unit, &scratch, &touched, ctx) {
+                        Ok(()) => None,
+                        Err(EditRefused::Admission { task, error }) => Some(Rejected::Admission {
+                            task,
+                            reason: error.to_string(),
+                        }),
+                        Err(other) => Some(Rejected::SchemaViolation(other.to_string())),
                     }
-                    if !progressed {
-                        return Err(Rejected::Malformed(format!(
-                            "automerge refused sequence number {seq} of an actor twice"
-                        )));
+                }
+                // One (actor, number) already in the document: Automerge refuses the whole
+                // call before applying anything. Find every such newcomer at once (one sweep of
+                // the document's changes), set them aside, and apply the rest again.
+                Ok(Err(automerge::AutomergeError::DuplicateSeqNumber(..))) if !doc_checked => {
+                    doc_checked = true;
+                    let held: HashMap<(ActorId, u64), ChangeHash> = scratch
+                        .get_changes_meta(&[])
+                        .iter()
+                        .map(|m| ((m.actor.as_ref().clone(), m.seq), m.hash))
+                        .collect();
+                    for (i, item) in pool.iter().enumerate() {
+                        let key = (item.0.actor_id().clone(), item.0.seq());
+                        if aside.is_taken(i)
+                            && let Some(h) = held.get(&key)
+                        {
+                            let e = self.equivocation(item, *h);
+                            aside.put(i, e.reason(), true);
+                            lost.push(item.0.hash());
+                            equivocations.push(e);
+                        }
                     }
                     continue;
                 }
-                Ok(Err(e)) => return Err(Rejected::Malformed(e.to_string())),
-                Err(_) => {
-                    return Err(Rejected::Malformed(
-                        "automerge could not apply the changes".to_owned(),
-                    ));
-                }
+                Ok(Err(e)) => Some(Rejected::Malformed(e.to_string())),
+                Err(_) => Some(Rejected::Malformed(
+                    "automerge could not apply the changes".to_owned(),
+                )),
             };
-            scratch.reset_diff_cursor();
-            validate_state(kind, unit, &scratch, &touched, ctx).map_err(|e| match e {
-                EditRefused::Admission { task, error } => Rejected::Admission {
-                    task,
-                    reason: error.to_string(),
-                },
-                other => Rejected::SchemaViolation(other.to_string()),
-            })?;
-            return Ok(Candidate {
-                doc: scratch,
-                set_aside: aside.into_set_aside(),
-                equivocations,
-            });
+            match failure {
+                None => {
+                    // What is not ready waits, within the limit; the newest beyond it are
+                    // set aside (not the sender's fault: the queue is this node's).
+                    let mut waiting: HashMap<ChangeHash, Waiting> = HashMap::new();
+                    let in_ready: HashSet<usize> = ready.iter().copied().collect();
+                    for i in (n_fresh..pool.len()).chain(0..n_fresh) {
+                        if !aside.is_taken(i) || in_ready.contains(&i) {
+                            continue;
+                        }
+                        if waiting.len() >= ctx.limits.deferred_changes_max {
+                            let change = pool[i].0.hash();
+                            aside.put(
+                                i,
+                                Rejected::WaitingFull {
+                                    change,
+                                    max: ctx.limits.deferred_changes_max,
+                                },
+                                false,
+                            );
+                            continue;
+                        }
+                        waiting.insert(
+                            pool[i].0.hash(),
+                            Waiting {
+                                change: pool[i].0.clone(),
+                                signature: pool[i].1.clone(),
+                            },
+                        );
+                    }
+                    // Set-aside dependents of what was set aside for good are lost too.
+                    lost.extend(aside.lost());
+                    return Ok(Candidate {
+                        new: ready.iter().map(|&i| pool[i].0.hash()).collect(),
+                        applied: ready
+                            .iter()
+                            .map(|&i| (pool[i].0.hash(), pool[i].1.clone()))
+                            .collect(),
+                        doc: scratch,
+                        waiting,
+                        set_aside: aside.into_set_aside(),
+                        equivocations,
+                        lost,
+                    });
+                }
+                Some(reason) => {
+                    // Released waiting changes do not share the batch's fate: set them aside
+                    // and try the rest without them. Without any, the batch itself is refused.
+                    let released: Vec<usize> =
+                        ready.iter().copied().filter(|&i| i >= n_fresh).collect();
+                    if released.is_empty() {
+                        return Err(reason);
+                    }
+                    for i in released {
+                        let change = pool[i].0.hash();
+                        aside.put(
+                            i,
+                            Rejected::Unappliable {
+                                change,
+                                detail: reason.to_string(),
+                            },
+                            false,
+                        );
+                    }
+                }
+            }
         }
     }
 
-    /// The change that holds (actor, seq) first: in the document, waiting for a dependency,
-    /// or the first of the batch's still taken changes that claim it.
-    fn equivocated(
-        &self,
-        scratch: &mut AutoCommit,
-        fresh: &[Change],
-        aside: &Aside,
-        actor: &ActorId,
-        seq: u64,
-    ) -> Option<ChangeHash> {
-        scratch
-            .get_changes_meta(&[])
-            .iter()
-            .find(|m| m.actor.as_ref() == actor && m.seq == seq)
-            .map(|m| m.hash)
-            .or_else(|| {
-                self.deferred
-                    .iter()
-                    .find(|(_, w)| &w.actor == actor && w.seq == seq)
-                    .map(|(h, _)| *h)
-            })
-            .or_else(|| {
-                fresh
-                    .iter()
-                    .enumerate()
-                    .find(|(i, c)| aside.is_taken(*i) && c.actor_id() == actor && c.seq() == seq)
-                    .map(|(_, c)| c.hash())
-            })
+    /// Evidence that the pool's change `item` and `held` share an actor and number.
+    fn equivocation(&self, item: &(Change, ChangeSignature), held: ChangeHash) -> Equivocation {
+        Equivocation {
+            doc: self.id,
+            author: item.1.author,
+            seq: item.0.seq(),
+            held: held.0,
+            refused_change: item.0.raw_bytes().to_vec(),
+            refused_signature: item.1.clone(),
+        }
     }
 
     /// The grant a change's author acted with, or why it has none (for audit).
@@ -957,43 +1082,54 @@ impl Document {
     }
 }
 
-/// A checked change waiting in Automerge's queue for a dependency.
+/// A checked change waiting for a dependency. Held here, not in Automerge's queue: released
+/// into a later batch, it is judged again and never decides that batch's fate.
 #[derive(Debug, Clone)]
 struct Waiting {
+    change: Change,
     signature: ChangeSignature,
-    actor: ActorId,
-    seq: u64,
 }
 
-/// A copy of the document with a batch applied, and what of the batch was set aside.
+/// A copy of the document with a batch applied, and what became of each change.
 struct Candidate {
     doc: AutoCommit,
+    /// Applied, in order.
+    new: Vec<ChangeHash>,
+    applied: Vec<(ChangeHash, ChangeSignature)>,
+    /// What waits for a dependency now.
+    waiting: HashMap<ChangeHash, Waiting>,
     set_aside: Vec<SetAside>,
     equivocations: Vec<Equivocation>,
+    /// Set aside for good: the losing halves of equivocations and what depends on them.
+    lost: Vec<ChangeHash>,
 }
 
-/// Which changes of a batch are still taken, and why the others are not. Setting one aside
-/// sets aside every change of the batch that depends on it, transitively.
+/// Which changes of the pool are still taken, and why the others are not. Setting one aside
+/// sets aside every change of the pool that depends on it, transitively.
 struct Aside {
     taken: Vec<bool>,
-    /// For each change hash of the batch, the batch changes that name it as a dependency.
+    /// For each change hash of the pool, the pool's changes that name it as a dependency.
     children: HashMap<ChangeHash, Vec<usize>>,
     hashes: Vec<ChangeHash>,
-    set_aside: Vec<SetAside>,
+    index: HashMap<ChangeHash, usize>,
+    /// (pool index, reason, set aside for good).
+    set_aside: Vec<(usize, Rejected, bool)>,
 }
 
 impl Aside {
-    fn new(fresh: &[Change]) -> Aside {
+    fn new(pool: &[(Change, ChangeSignature)]) -> Aside {
         let mut children: HashMap<ChangeHash, Vec<usize>> = HashMap::new();
-        for (i, c) in fresh.iter().enumerate() {
+        for (i, (c, _)) in pool.iter().enumerate() {
             for dep in c.deps() {
                 children.entry(*dep).or_default().push(i);
             }
         }
+        let hashes: Vec<ChangeHash> = pool.iter().map(|(c, _)| c.hash()).collect();
         Aside {
-            taken: vec![true; fresh.len()],
+            taken: vec![true; pool.len()],
             children,
-            hashes: fresh.iter().map(Change::hash).collect(),
+            index: hashes.iter().enumerate().map(|(i, h)| (*h, i)).collect(),
+            hashes,
             set_aside: Vec::new(),
         }
     }
@@ -1002,14 +1138,12 @@ impl Aside {
         self.taken[i]
     }
 
-    fn put(&mut self, i: usize, reason: Rejected) {
+    /// Set aside change `i` (and what depends on it); `for_good` if it can never be taken.
+    fn put(&mut self, i: usize, reason: Rejected, for_good: bool) {
         if !std::mem::replace(&mut self.taken[i], false) {
             return;
         }
-        self.set_aside.push(SetAside {
-            change: self.hashes[i],
-            reason,
-        });
+        self.set_aside.push((i, reason, for_good));
         let mut todo = vec![i];
         while let Some(parent) = todo.pop() {
             for &child in self
@@ -1019,30 +1153,74 @@ impl Aside {
                 .flatten()
             {
                 if std::mem::replace(&mut self.taken[child], false) {
-                    self.set_aside.push(SetAside {
+                    let reason = Rejected::DependsOnSetAside {
                         change: self.hashes[child],
-                        reason: Rejected::DependsOnSetAside {
-                            change: self.hashes[child],
-                            on: self.hashes[parent],
-                        },
-                    });
+                        on: self.hashes[parent],
+                    };
+                    self.set_aside.push((child, reason, for_good));
                     todo.push(child);
                 }
             }
         }
     }
 
-    fn taken(&self, fresh: &[Change]) -> Vec<Change> {
-        fresh
+    /// The taken changes that are causally ready given `doc`, in an order Automerge can apply
+    /// them (Kahn's algorithm over the pool).
+    fn ready(&self, pool: &[(Change, ChangeSignature)], doc: &mut AutoCommit) -> Vec<usize> {
+        let mut missing = vec![0usize; pool.len()];
+        let mut blocked = vec![false; pool.len()];
+        let mut waits_on: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, (c, _)) in pool.iter().enumerate() {
+            if !self.taken[i] {
+                continue;
+            }
+            for dep in c.deps() {
+                match self.index.get(dep) {
+                    Some(&j) if self.taken[j] => {
+                        missing[i] += 1;
+                        waits_on.entry(j).or_default().push(i);
+                    }
+                    Some(_) => blocked[i] = true,
+                    None if doc.get_change_meta_by_hash(dep).is_some() => {}
+                    None => blocked[i] = true,
+                }
+            }
+        }
+        let mut todo: std::collections::VecDeque<usize> = (0..pool.len())
+            .filter(|&i| self.taken[i] && !blocked[i] && missing[i] == 0)
+            .collect();
+        let mut out = Vec::new();
+        while let Some(i) = todo.pop_front() {
+            out.push(i);
+            for &child in waits_on.get(&i).into_iter().flatten() {
+                missing[child] -= 1;
+                if missing[child] == 0 && !blocked[child] {
+                    todo.push_back(child);
+                }
+            }
+        }
+        out
+    }
+
+    /// The changes set aside for good.
+    fn lost(&self) -> Vec<ChangeHash> {
+        self.set_aside
             .iter()
-            .zip(&self.taken)
-            .filter(|(_, t)| **t)
-            .map(|(c, _)| c.clone())
+            .filter(|(_, _, g)| *g)
+            .map(|(i, _, _)| self.hashes[*i])
             .collect()
     }
 
+    /// What was set aside, as the batch's sender is told: its own changes, and the waiting
+    /// ones that were set aside now (they came in earlier batches, but never entered).
     fn into_set_aside(self) -> Vec<SetAside> {
         self.set_aside
+            .into_iter()
+            .map(|(i, reason, _)| SetAside {
+                change: self.hashes[i],
+                reason,
+            })
+            .collect()
     }
 }
 

@@ -22,6 +22,10 @@ use crate::wire::{self, FrameError};
 /// `wire::Limits::sync_message_bytes_max`, with room for the signatures beside it).
 pub const SYNC_CHANGE_BYTES_MAX: usize = 2 * 1024 * 1024;
 
+/// Hashes asked for in one message's `need` (well under the receiving side's
+/// `wire::Limits::hashes_per_list_max`).
+const NEED_MAX: usize = 64;
+
 /// A message for one peer about one document: the Automerge sync message and the signatures
 /// of the changes it carries.
 #[derive(Debug, Clone)]
@@ -223,6 +227,15 @@ impl Document {
                 }
             }
             msg.changes = sync::ChunkList::from(kept);
+        }
+        // Automerge does not know the changes waiting here for a dependency (they are held
+        // outside its queue): ask for what they miss.
+        let missing = self.missing_dependencies();
+        if !missing.is_empty() {
+            msg.need.extend(missing);
+            msg.need.sort();
+            msg.need.dedup();
+            msg.need.truncate(NEED_MAX);
         }
         let n_changes = msg.changes.len();
         // What Automerge marked sent is what the message carries; if that ever differed, the

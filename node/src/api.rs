@@ -430,6 +430,10 @@ impl From<engine::Error> for ApiError {
                 EditRefused::Admission { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "admission"),
                 EditRefused::Header(h) => header_error(h),
                 EditRefused::Empty => (StatusCode::CONFLICT, "unchanged"),
+                // The node's own operations never do this: a bug here, not the caller's.
+                EditRefused::NotOneChange { .. } => {
+                    (StatusCode::INTERNAL_SERVER_ERROR, "not-one-change")
+                }
             },
             E::Op(OpError::WrongKind { .. }) => (StatusCode::BAD_REQUEST, "wrong-kind"),
             E::Op(OpError::Edit(e)) => edit_error(e),

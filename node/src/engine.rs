@@ -2266,8 +2266,8 @@ impl Engine {
         let applied = match &msg.message {
             Some(bytes) => {
                 let mut limits = self.limits.clone();
+                // Beyond it, the peer's changes are set aside as `waiting-full`.
                 let by_peer = waiting_before.len().saturating_add(peer_room);
-                let peer_bound = by_peer < limits.deferred_changes_max;
                 limits.deferred_changes_max = limits.deferred_changes_max.min(by_peer);
                 let ctx = Context {
                     trust: &self.trust,
@@ -2292,16 +2292,6 @@ impl Engine {
                     Err(e) => {
                         if fresh.is_none() {
                             self.keep_state(peer, &id, state);
-                        }
-                        // Over this peer's budget, not the document's limit: not its fault.
-                        if peer_bound
-                            && let Rejected::LimitExceeded { what, len, .. } = &e
-                            && *what == document::DEFERRED_WHAT
-                        {
-                            return Err(SyncRefused::Budget(format!(
-                                "{len} changes would wait for a dependency, over the {} this peer may bring",
-                                self.config.sync.deferred_changes_per_peer_max
-                            )));
                         }
                         return Err(e.into());
                     }

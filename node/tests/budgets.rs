@@ -210,8 +210,8 @@ fn bloom_filters_per_peer_stop_at_their_budget() {
 }
 
 /// `sync.deferred_changes_per_peer_max`: changes the community brought that wait for a
-/// dependency are counted against it; one more is refused over-budget (not an offence), and
-/// once the dependency arrives the room is back.
+/// dependency are counted against it; one more is set aside as `waiting-full` (not an
+/// offence), and once the dependency arrives the room is back.
 #[test]
 fn changes_waiting_for_a_dependency_stop_at_the_peers_budget() {
     let dir = tempfile::tempdir().unwrap();
@@ -227,15 +227,15 @@ fn changes_waiting_for_a_dependency_stop_at_the_peers_budget() {
         .expect("two waiting changes are within the budget");
     assert_eq!(p.district.deferred_held(COMMUNITY), 2);
 
-    // c4 would be a third: refused, over budget, not counted against the peer.
+    // c4 would be a third: set aside, not counted against the peer.
     let msg = p.carrying(&doc, &c[3..4]);
-    let err = p
+    let synced = p
         .district
         .sync_in(COMMUNITY, &p.community_unit, msg)
-        .unwrap_err();
-    assert!(matches!(err, SyncRefused::Budget(_)), "{err}");
-    assert_eq!(err.reason(), "over-budget");
-    assert!(!err.is_offence());
+        .expect("taken, with its change set aside");
+    let reasons: Vec<&str> = synced.set_aside.iter().map(|r| r.reason()).collect();
+    assert_eq!(reasons, ["waiting-full"]);
+    assert!(!SyncRefused::Model(synced.set_aside[0].clone()).is_offence());
     assert_eq!(p.district.deferred_held(COMMUNITY), 2);
 
     // c1 arrives: c2 and c3 are released, the budget is free, and c4 is taken.
