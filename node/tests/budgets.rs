@@ -5,8 +5,13 @@
 
 use std::path::Path;
 
+// Only the city plan of it is used here.
+#[allow(dead_code)]
+mod common;
+
 use automerge::ChangeHash;
 use automerge::sync::{ChunkList, Message, MessageVersion};
+use common::city_plan;
 use linli_crdt_model::doc::DocId;
 use linli_crdt_model::kinds::Kind;
 use linli_crdt_model::sync::Signatures;
@@ -16,19 +21,11 @@ use linli_node::config::Config;
 use linli_node::engine::{CreateDoc, Engine, SyncRefused, now_ms};
 use linli_node::ops::Op;
 use linli_node::protocol::{Inventory, InventoryEntry, SyncMessage};
-use linli_node::setup::{self, PlanUnit};
+use linli_node::setup;
 
 /// The community as the district knows it, and the district as the community knows it.
 const COMMUNITY: &str = "community-peer";
 const DISTRICT: &str = "district-peer";
-
-fn unit(id: &str, kind: UnitKind, name: &str) -> Unit {
-    Unit {
-        id: UnitId::new(id).unwrap(),
-        kind,
-        name: name.to_owned(),
-    }
-}
 
 struct Pair {
     district: Engine,
@@ -40,20 +37,7 @@ struct Pair {
 /// 铁东区 → 解放街道 → 胜利社区; the engines of the district and the community, the
 /// district's configuration changed by `tune`.
 fn pair(dir: &Path, tune: impl Fn(&mut Config)) -> Pair {
-    let plan = vec![
-        PlanUnit {
-            unit: unit("tiedong", UnitKind::District, "铁东区"),
-            people: Vec::new(),
-        },
-        PlanUnit {
-            unit: unit("tiedong/jiefang", UnitKind::Street, "解放街道"),
-            people: Vec::new(),
-        },
-        PlanUnit {
-            unit: unit("tiedong/jiefang/shengli", UnitKind::Community, "胜利社区"),
-            people: Vec::new(),
-        },
-    ];
+    let plan = city_plan();
     let config = |u: &Unit| {
         let mut c = Config::new(u.id.clone());
         c.network.mdns = false;

@@ -44,7 +44,7 @@ use linli_node::protocol::{self, Hello, Request, Response, SyncMessage};
 use linli_node::run::{self, Options, Running};
 use linli_node::setup::{self, PlanUnit, Provisioned};
 
-use common::{figures, peak_rss_mib, watched};
+use common::{city_plan, figures, peak_rss_mib, unit, watched};
 
 const HELLO_TIMEOUT_MS: u64 = 1_500;
 const REDIAL_MS: u64 = 200;
@@ -121,14 +121,6 @@ fn config(u: &Unit) -> Config {
     c.sync.requests_burst_max = REQUESTS_BURST;
     c.checkpoint.interval_ms = 0;
     c
-}
-
-fn unit(id: &str, kind: UnitKind, name: &str) -> Unit {
-    Unit {
-        id: UnitId::new(id).unwrap(),
-        kind,
-        name: name.to_owned(),
-    }
 }
 
 /// Provision `plan` and start the node of its first unit (the district) alone.
@@ -899,23 +891,6 @@ fn member_of(node: &Running, community: &setup::ProvisionedNode) -> (SecretKey, 
     (key, hello)
 }
 
-fn city_plan() -> [PlanUnit; 3] {
-    [
-        PlanUnit {
-            unit: unit("tiedong", UnitKind::District, "铁东区"),
-            people: Vec::new(),
-        },
-        PlanUnit {
-            unit: unit("tiedong/jiefang", UnitKind::Street, "解放街道"),
-            people: Vec::new(),
-        },
-        PlanUnit {
-            unit: unit("tiedong/jiefang/shengli", UnitKind::Community, "胜利社区"),
-            people: Vec::new(),
-        },
-    ]
-}
-
 /// `sync.concurrent_sessions_per_peer_max`: a member that never answers the node's sync
 /// requests has exactly that many open with it, however many documents differ; each one it
 /// answers makes room for the next. (Inbound, the same number bounds libp2p's streams per
@@ -996,20 +971,7 @@ async fn a_nodes_sessions_with_a_member_stop_at_the_concurrent_budget() {
 async fn a_members_multi_chunk_bomb_stops_at_the_message_limit() {
     const SHENGLI: &str = "tiedong/jiefang/shengli";
     let dir = tempfile::tempdir().unwrap();
-    let plan = [
-        PlanUnit {
-            unit: unit("tiedong", UnitKind::District, "铁东区"),
-            people: Vec::new(),
-        },
-        PlanUnit {
-            unit: unit("tiedong/jiefang", UnitKind::Street, "解放街道"),
-            people: Vec::new(),
-        },
-        PlanUnit {
-            unit: unit(SHENGLI, UnitKind::Community, "胜利社区"),
-            people: Vec::new(),
-        },
-    ];
+    let plan = city_plan();
     let (p, node) = start(dir.path(), &plan).await;
     let community = p
         .nodes

@@ -1,5 +1,6 @@
 //! What the node tests that attack a running node measure meanwhile: the process's peak
-//! resident memory, and how soon the node's HTTP API answers while the attack goes on.
+//! resident memory, and how soon the node's HTTP API answers while the attack goes on; and the
+//! smallest city they provision.
 //!
 //! Each test binary that uses it says `mod common;`.
 
@@ -9,8 +10,38 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_node::run::Running;
+use linli_node::setup::PlanUnit;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[allow(dead_code, reason = "not every test binary provisions its own plan")]
+pub(crate) fn unit(id: &str, kind: UnitKind, name: &str) -> Unit {
+    Unit {
+        id: UnitId::new(id).unwrap(),
+        kind,
+        name: name.to_owned(),
+    }
+}
+
+/// 铁东区 → 解放街道 → 胜利社区, with no people: the district first, the community last.
+#[allow(dead_code, reason = "not every test binary provisions this city")]
+pub(crate) fn city_plan() -> [PlanUnit; 3] {
+    [
+        PlanUnit {
+            unit: unit("tiedong", UnitKind::District, "铁东区"),
+            people: Vec::new(),
+        },
+        PlanUnit {
+            unit: unit("tiedong/jiefang", UnitKind::Street, "解放街道"),
+            people: Vec::new(),
+        },
+        PlanUnit {
+            unit: unit("tiedong/jiefang/shengli", UnitKind::Community, "胜利社区"),
+            people: Vec::new(),
+        },
+    ]
+}
 
 /// Peak resident memory the test process (node included) must stay under.
 pub(crate) const RSS_MAX_MIB: u64 = 512;
