@@ -27,9 +27,12 @@
 //!
 //! Waiting changes are held here, not in Automerge's queue, and asked for through the sync
 //! message's `need`. When a batch makes one causally ready it is judged again (a revocation
-//! may have arrived meanwhile) and applied with the batch; if the result then fails, the
-//! waiting change is set aside as [`Rejected::Unappliable`] and the batch is tried without it,
-//! so a change that waited can never make an honest later batch fail.
+//! may have arrived meanwhile) and applied with the batch; if the result then fails, the batch
+//! is tried without what was released (if that fails, the batch is at fault), then each
+//! released change alone, and those that fail are set aside as [`Rejected::Unappliable`]: a
+//! change that waited can never make an honest later batch fail, nor take an honest waiting
+//! change down with it. Of two changes claiming one (actor, number), only one is applied, and
+//! the other is judged an equivocation only against a change the document holds.
 //!
 //! Checks 3–5 run on a copy; the copy replaces the document only when every check passes. A
 //! large batch is verified (2) on a second thread while 3–5 run, which changes nothing of what
@@ -222,6 +225,10 @@ impl Equivocation {
         Ok(())
     }
 }
+
+/// Changes set aside for good that a document remembers, so what builds on them is set aside
+/// on arrival; the oldest are forgotten beyond it (they then wait, within their own limit).
+const LOST_MAX: usize = 10_000;
 
 /// Bytes of the author's public key that begin each of its actor ids.
 pub const ACTOR_KEY_BYTES: usize = 16;
@@ -452,6 +459,11 @@ pub struct Document {
     /// the oldest are forgotten beyond `deferred_changes_max`.
     lost: HashSet<ChangeHash>,
     lost_order: std::collections::VecDeque<ChangeHash>,
+    /// The highest number of each actor the document holds, once an ingest needed it.
+    seqs: Option<HashMap<ActorId, u64>>,
+    /// Where the next sync message's share of the waiting changes' missing dependencies
+    /// starts: a rotation, so no author's waiting changes can crowd out another's.
+    need_cursor: usize,
 }
 
 impl Document {
@@ -487,6 +499,8 @@ impl Document {
             deferred: HashMap::new(),
             lost: HashSet::new(),
             lost_order: std::collections::VecDeque::new(),
+            seqs: None,
+            need_cursor: 0,
         }
     }
 
@@ -521,6 +535,8 @@ impl Document {
             deferred: HashMap::new(),
             lost: HashSet::new(),
             lost_order: std::collections::VecDeque::new(),
+            seqs: None,
+            need_cursor: 0,
         })
     }
 
@@ -562,17 +578,38 @@ impl Document {
         self.deferred.len()
     }
 
-    /// The dependencies the waiting changes miss: neither held nor waiting themselves.
-    pub fn missing_dependencies(&mut self) -> Vec<ChangeHash> {
+    /// The dependencies the waiting changes miss: neither held nor waiting themselves, in
+    /// hash order.
+    pub fn missing_dependencies(&self) -> Vec<ChangeHash> {
         let deps: HashSet<ChangeHash> = self
             .deferred
             .values()
             .flat_map(|w| w.change.deps().iter().copied())
-            .filter(|d| !self.deferred.contains_key(d))
+            .filter(|d| !self.deferred.contains_key(d) && !self.signatures.contains_key(d))
             .collect();
-        deps.into_iter()
-            .filter(|d| self.doc.get_change_meta_by_hash(d).is_none())
-            .collect()
+        let mut deps: Vec<ChangeHash> = deps.into_iter().collect();
+        deps.sort();
+        deps
+    }
+
+    /// Up to `room` of [`Document::missing_dependencies`] to ask a peer for, taken in turn from
+    /// one message to the next: whoever makes changes wait cannot choose hashes that crowd
+    /// out the dependencies of others' changes.
+    pub(crate) fn missing_share(&mut self, room: usize) -> Vec<ChangeHash> {
+        let missing = self.missing_dependencies();
+        if missing.is_empty() || room == 0 {
+            return Vec::new();
+        }
+        let start = self.need_cursor % missing.len();
+        let share: Vec<ChangeHash> = missing
+            .iter()
+            .cycle()
+            .skip(start)
+            .take(room.min(missing.len()))
+            .copied()
+            .collect();
+        self.need_cursor = self.need_cursor.wrapping_add(share.len());
+        share
     }
 
     /// Whether `hash` is a checked change waiting for a dependency.
@@ -678,15 +715,25 @@ impl Document {
         // An edit is one change, under its author's actor: a closure that committed on its own
         // or changed the actor would leave a change unsigned, or one every peer refuses.
         let made = scratch.get_changes(&before);
-        if made.len() != 1 || made[0].hash() != hash || made[0].actor_id() != &actor {
+        // Nor may it leave a change in Automerge's queue, to enter unsigned later.
+        if made.len() != 1
+            || made[0].hash() != hash
+            || made[0].actor_id() != &actor
+            || !scratch.get_missing_deps(&[]).is_empty()
+        {
             return Err(EditRefused::NotOneChange { n: made.len() });
         }
+        let seq = made[0].seq();
         let touched = Touched::from_patches(&scratch.diff_incremental());
         scratch.reset_diff_cursor();
         validate_state(kind, &unit, &scratch, &touched, ctx)?;
         self.doc = scratch;
         let sig = ChangeSignature::sign(self.header.header.network, self.id, hash, author);
         self.signatures.insert(hash, sig.clone());
+        if let Some(seqs) = self.seqs.as_mut() {
+            let top = seqs.entry(actor).or_default();
+            *top = (*top).max(seq);
+        }
         Ok((out, sig))
     }
 
@@ -792,12 +839,13 @@ impl Document {
             self.signatures.insert(hash, sig);
         }
         self.deferred = c.waiting;
+        self.seqs = Some(c.seqs);
         for h in c.lost {
             if self.lost.insert(h) {
                 self.lost_order.push_back(h);
             }
         }
-        while self.lost_order.len() > ctx.limits.deferred_changes_max {
+        while self.lost_order.len() > LOST_MAX {
             if let Some(h) = self.lost_order.pop_front() {
                 self.lost.remove(&h);
             }
@@ -812,12 +860,17 @@ impl Document {
     }
 
     /// Checks 3–5 of an ingest on a copy of the document. The pool is the batch's fresh
-    /// changes and the changes already waiting for a dependency: each fresh one is judged for
-    /// authority and time (a waiting one again when it is released: what is known may have
-    /// changed while it waited), equivocations are set aside, and what is causally ready is
-    /// applied and validated. A waiting change never shares the fate of the batch that
-    /// releases it: if the result fails with it, it is set aside and the rest is tried
-    /// without it. Returns the copy and what became of each change; the caller swaps it in.
+    /// changes and the changes already waiting for a dependency (in hash order): each fresh one
+    /// is judged for authority and time (a waiting one again when it is released: what is
+    /// known may have changed while it waited), and what is causally ready — its dependencies
+    /// held or ready before it, and its actor's previous number too, as Automerge requires —
+    /// is applied and validated. Of two changes claiming one (actor, number), only one is ever
+    /// applied; the other is set aside as an equivocation once the first is in the document,
+    /// so the evidence always names a change the document holds. A waiting change never
+    /// shares the fate of the batch that releases it: if the result fails, the batch is tried
+    /// without what was released (if that fails too, the batch is at fault), then each released
+    /// change is added alone, and those that fail are set aside. Returns the copy and what
+    /// became of each change; the caller swaps it in.
     fn candidate(
         &self,
         ctx: &Context<'_>,
@@ -825,16 +878,19 @@ impl Document {
         found: &[&ChangeSignature],
     ) -> Result<Candidate, Rejected> {
         let (kind, unit) = (self.header.header.kind, &self.header.header.unit);
-        // The pool: fresh changes first (in batch order), then those waiting.
+        // The pool: fresh changes first (in batch order), then those waiting (in hash order,
+        // so nothing depends on a hash map's order).
         let mut pool: Vec<(Change, ChangeSignature)> = fresh
             .iter()
             .cloned()
             .zip(found.iter().map(|s| (*s).clone()))
             .collect();
         let n_fresh = pool.len();
+        let mut waiting_now: Vec<&Waiting> = self.deferred.values().collect();
+        waiting_now.sort_by_key(|w| w.change.hash());
         pool.extend(
-            self.deferred
-                .values()
+            waiting_now
+                .iter()
                 .map(|w| (w.change.clone(), w.signature.clone())),
         );
         let mut aside = Aside::new(&pool);
@@ -881,39 +937,54 @@ impl Document {
                 aside.put(i, reason, true);
             }
         }
-        // Equivocations within the pool: a fresh change claiming the (actor, number) of a
-        // change waiting, or of an earlier one in the batch. Those against changes the
-        // document holds show when it is applied, below.
-        let mut claimed: HashMap<(ActorId, u64), usize> = HashMap::new();
-        for i in (n_fresh..pool.len()).chain(0..n_fresh) {
-            if !aside.is_taken(i) {
+
+        // The highest number of each actor the document holds (its changes' metadata, read
+        // once per document and then kept up to date).
+        let seqs: HashMap<ActorId, u64> = match &self.seqs {
+            Some(s) => s.clone(),
+            None => {
+                let mut s: HashMap<ActorId, u64> = HashMap::new();
+                let mut doc = self.doc.clone();
+                for m in doc.get_changes_meta(&[]) {
+                    let e = s.entry(m.actor.into_owned()).or_default();
+                    *e = (*e).max(m.seq);
+                }
+                s
+            }
+        };
+
+        let whole = self.signatures.is_empty();
+        let mut held_in_doc: Option<HashMap<(ActorId, u64), ChangeHash>> = None;
+        loop {
+            let plan = aside.ready(&pool, &seqs, &self.signatures);
+            // A change claiming a number the document holds: an equivocation. One sweep of the
+            // document's changes finds what holds each.
+            if !plan.against_doc.is_empty() {
+                let held = held_in_doc.get_or_insert_with(|| {
+                    let mut doc = self.doc.clone();
+                    doc.get_changes_meta(&[])
+                        .iter()
+                        .map(|m| ((m.actor.as_ref().clone(), m.seq), m.hash))
+                        .collect()
+                });
+                for i in plan.against_doc {
+                    let key = (pool[i].0.actor_id().clone(), pool[i].0.seq());
+                    if let Some(h) = held.get(&key) {
+                        let e = self.equivocation(&pool[i], *h);
+                        aside.put(i, e.reason(), true);
+                        lost.push(pool[i].0.hash());
+                        equivocations.push(e);
+                    } else {
+                        let detail = "its number is taken, by no change found".to_owned();
+                        let change = pool[i].0.hash();
+                        aside.put(i, Rejected::Unappliable { change, detail }, false);
+                    }
+                }
                 continue;
             }
-            let key = (pool[i].0.actor_id().clone(), pool[i].0.seq());
-            match claimed.get(&key) {
-                Some(&held) => {
-                    let e = self.equivocation(&pool[i], pool[held].0.hash());
-                    aside.put(i, e.reason(), true);
-                    lost.push(pool[i].0.hash());
-                    equivocations.push(e);
-                }
-                None => {
-                    claimed.insert(key, i);
-                }
-            }
-        }
-
-        // Apply to a copy and check what changed. A batch into an empty document (a cold
-        // sync) writes the root maps, so it is judged as a whole anyway: asking Automerge
-        // for the patches of every change first would cost more than the check itself.
-        let whole = self.signatures.is_empty();
-        let mut doc_checked = false;
-        loop {
-            let mut scratch = self.doc.clone();
-            // What is causally ready; a waiting change released now is judged again.
-            let mut ready = aside.ready(&pool, &mut scratch);
+            // A waiting change released now is judged again.
             let mut rejudged = false;
-            for &i in &ready {
+            for &i in &plan.order {
                 if i >= n_fresh
                     && let Err(reason) = judge(&pool[i].0, &pool[i].1)
                 {
@@ -922,83 +993,31 @@ impl Document {
                 }
             }
             if rejudged {
-                ready = aside.ready(&pool, &mut scratch);
+                continue;
             }
-            if !whole {
-                scratch.update_diff_cursor();
-            }
-            // automerge 0.12 can panic applying well-framed changes that name unknown actors
-            // or missing objects (see wire.rs). The copy is thrown away on failure, so a panic
-            // here is one more way of refusing, never a crash of the node.
-            let changes: Vec<Change> = ready.iter().map(|&i| pool[i].0.clone()).collect();
-            let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                scratch.apply_changes(changes)?;
-                Ok::<_, automerge::AutomergeError>(if whole {
-                    Touched::everything()
-                } else {
-                    Touched::from_patches(&scratch.diff_incremental())
-                })
-            }));
-            let failure = match applied {
-                Ok(Ok(touched)) => {
-                    scratch.reset_diff_cursor();
-                    match validate_state(kind, unit, &scratch, &touched, ctx) {
-                        Ok(()) => None,
-                        Err(EditRefused::Admission { task, error }) => Some(Rejected::Admission {
-                            task,
-                            reason: error.to_string(),
-                        }),
-                        Err(other) => Some(Rejected::SchemaViolation(other.to_string())),
-                    }
-                }
-                // One (actor, number) already in the document: Automerge refuses the whole
-                // call before applying anything. Find every such newcomer at once (one sweep of
-                // the document's changes), set them aside, and apply the rest again.
-                Ok(Err(automerge::AutomergeError::DuplicateSeqNumber(..))) if !doc_checked => {
-                    doc_checked = true;
-                    let held: HashMap<(ActorId, u64), ChangeHash> = scratch
-                        .get_changes_meta(&[])
-                        .iter()
-                        .map(|m| ((m.actor.as_ref().clone(), m.seq), m.hash))
-                        .collect();
-                    for (i, item) in pool.iter().enumerate() {
-                        let key = (item.0.actor_id().clone(), item.0.seq());
-                        if aside.is_taken(i)
-                            && let Some(h) = held.get(&key)
-                        {
-                            let e = self.equivocation(item, *h);
+            match self.trial(ctx, &pool, &plan.order, whole) {
+                Ok(doc) => {
+                    // The second claimants of a number now held: equivocations, with proof.
+                    for (i, held) in plan.against_pool {
+                        if aside.is_taken(i) {
+                            let e = self.equivocation(&pool[i], pool[held].0.hash());
                             aside.put(i, e.reason(), true);
-                            lost.push(item.0.hash());
+                            lost.push(pool[i].0.hash());
                             equivocations.push(e);
                         }
                     }
-                    continue;
-                }
-                Ok(Err(e)) => Some(Rejected::Malformed(e.to_string())),
-                Err(_) => Some(Rejected::Malformed(
-                    "automerge could not apply the changes".to_owned(),
-                )),
-            };
-            match failure {
-                None => {
                     // What is not ready waits, within the limit; the newest beyond it are
                     // set aside (not the sender's fault: the queue is this node's).
                     let mut waiting: HashMap<ChangeHash, Waiting> = HashMap::new();
-                    let in_ready: HashSet<usize> = ready.iter().copied().collect();
+                    let in_ready: HashSet<usize> = plan.order.iter().copied().collect();
                     for i in (n_fresh..pool.len()).chain(0..n_fresh) {
                         if !aside.is_taken(i) || in_ready.contains(&i) {
                             continue;
                         }
                         if waiting.len() >= ctx.limits.deferred_changes_max {
                             let change = pool[i].0.hash();
-                            aside.put(
-                                i,
-                                Rejected::WaitingFull {
-                                    change,
-                                    max: ctx.limits.deferred_changes_max,
-                                },
-                                false,
-                            );
+                            let max = ctx.limits.deferred_changes_max;
+                            aside.put(i, Rejected::WaitingFull { change, max }, false);
                             continue;
                         }
                         waiting.insert(
@@ -1011,41 +1030,130 @@ impl Document {
                     }
                     // Set-aside dependents of what was set aside for good are lost too.
                     lost.extend(aside.lost());
+                    let mut seqs = seqs;
+                    for &i in &plan.order {
+                        let e = seqs.entry(pool[i].0.actor_id().clone()).or_default();
+                        *e = (*e).max(pool[i].0.seq());
+                    }
                     return Ok(Candidate {
-                        new: ready.iter().map(|&i| pool[i].0.hash()).collect(),
-                        applied: ready
+                        new: plan.order.iter().map(|&i| pool[i].0.hash()).collect(),
+                        applied: plan
+                            .order
                             .iter()
                             .map(|&i| (pool[i].0.hash(), pool[i].1.clone()))
                             .collect(),
-                        doc: scratch,
+                        doc,
                         waiting,
                         set_aside: aside.into_set_aside(),
                         equivocations,
                         lost,
+                        seqs,
                     });
                 }
-                Some(reason) => {
-                    // Released waiting changes do not share the batch's fate: set them aside
-                    // and try the rest without them. Without any, the batch itself is refused.
-                    let released: Vec<usize> =
-                        ready.iter().copied().filter(|&i| i >= n_fresh).collect();
+                Err(reason) => {
+                    // Released waiting changes do not share the batch's fate. Without them
+                    // (and what in the batch builds on them), the batch must pass, or it is at
+                    // fault; then each released change is added alone, and set aside if the
+                    // result fails.
+                    let released: HashSet<usize> = plan
+                        .order
+                        .iter()
+                        .copied()
+                        .filter(|&i| i >= n_fresh)
+                        .collect();
                     if released.is_empty() {
                         return Err(reason);
                     }
-                    for i in released {
-                        let change = pool[i].0.hash();
-                        aside.put(
-                            i,
-                            Rejected::Unappliable {
-                                change,
-                                detail: reason.to_string(),
-                            },
-                            false,
-                        );
+                    let mut tainted: HashSet<usize> = HashSet::new();
+                    for &i in &plan.order {
+                        let on_released = pool[i]
+                            .0
+                            .deps()
+                            .iter()
+                            .any(|d| aside.index.get(d).is_some_and(|j| tainted.contains(j)));
+                        if released.contains(&i) || on_released {
+                            tainted.insert(i);
+                        }
+                    }
+                    let mut base: Vec<usize> = plan
+                        .order
+                        .iter()
+                        .copied()
+                        .filter(|i| !tainted.contains(i))
+                        .collect();
+                    self.trial(ctx, &pool, &base, whole)?;
+                    let mut progressed = false;
+                    for &r in plan.order.iter().filter(|i| released.contains(i)) {
+                        if !aside.is_taken(r) {
+                            continue;
+                        }
+                        base.push(r);
+                        if let Err(e) = self.trial(ctx, &pool, &base, whole) {
+                            base.pop();
+                            let change = pool[r].0.hash();
+                            let detail = e.to_string();
+                            aside.put(r, Rejected::Unappliable { change, detail }, false);
+                            progressed = true;
+                        }
+                    }
+                    if !progressed {
+                        // Each released change passes alone: what fails is the batch's own
+                        // changes built on them.
+                        return Err(reason);
                     }
                 }
             }
         }
+    }
+
+    /// Apply `order` (causally ready, in order) to a copy of the document and validate what
+    /// changed. A batch into an empty document (a cold sync) writes the root maps, so it is
+    /// judged as a whole: asking Automerge for the patches of every change first would cost
+    /// more than the check itself.
+    fn trial(
+        &self,
+        ctx: &Context<'_>,
+        pool: &[(Change, ChangeSignature)],
+        order: &[usize],
+        whole: bool,
+    ) -> Result<AutoCommit, Rejected> {
+        let (kind, unit) = (self.header.header.kind, &self.header.header.unit);
+        let mut scratch = self.doc.clone();
+        if !whole {
+            scratch.update_diff_cursor();
+        }
+        // automerge 0.12 can panic applying well-framed changes that name unknown actors or
+        // missing objects (see wire.rs). The copy is thrown away on failure, so a panic here
+        // is one more way of refusing, never a crash of the node.
+        let rounds = rounds(pool, order);
+        let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for round in rounds {
+                scratch.apply_changes(round.iter().map(|&i| pool[i].0.clone()))?;
+            }
+            Ok::<_, automerge::AutomergeError>(if whole {
+                Touched::everything()
+            } else {
+                Touched::from_patches(&scratch.diff_incremental())
+            })
+        }));
+        let touched = match applied {
+            Ok(Ok(touched)) => touched,
+            Ok(Err(e)) => return Err(Rejected::Malformed(e.to_string())),
+            Err(_) => {
+                return Err(Rejected::Malformed(
+                    "automerge could not apply the changes".to_owned(),
+                ));
+            }
+        };
+        scratch.reset_diff_cursor();
+        validate_state(kind, unit, &scratch, &touched, ctx).map_err(|e| match e {
+            EditRefused::Admission { task, error } => Rejected::Admission {
+                task,
+                reason: error.to_string(),
+            },
+            other => Rejected::SchemaViolation(other.to_string()),
+        })?;
+        Ok(scratch)
     }
 
     /// Evidence that the pool's change `item` and `held` share an actor and number.
@@ -1102,6 +1210,74 @@ struct Candidate {
     equivocations: Vec<Equivocation>,
     /// Set aside for good: the losing halves of equivocations and what depends on them.
     lost: Vec<ChangeHash>,
+    /// The highest number of each actor in `doc`.
+    seqs: HashMap<ActorId, u64>,
+}
+
+/// `order` (causally ready, in order) in rounds, each one call to Automerge. Automerge orders a
+/// call's changes by their explicit dependencies, and adds an actor's numbers in order: a
+/// change whose actor's previous number is in the same call but not among its ancestors (an
+/// honest change always builds on its actor's previous one; a crafted one need not) could be
+/// added first, which Automerge does not survive. Such a change goes in a later round than its
+/// predecessor. Honest histories take one round.
+fn rounds(pool: &[(Change, ChangeSignature)], order: &[usize]) -> Vec<Vec<usize>> {
+    let at: HashMap<ChangeHash, usize> = order
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| (pool[i].0.hash(), k))
+        .collect();
+    let by_number: HashMap<(&ActorId, u64), usize> = order
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| ((pool[i].0.actor_id(), pool[i].0.seq()), k))
+        .collect();
+    // Per position: the highest number of each actor among its ancestors in `order`, and its
+    // round.
+    let mut seen: Vec<HashMap<&ActorId, u64>> = Vec::with_capacity(order.len());
+    let mut round: Vec<usize> = Vec::with_capacity(order.len());
+    for (k, &i) in order.iter().enumerate() {
+        let c = &pool[i].0;
+        let mut mine: HashMap<&ActorId, u64> = HashMap::new();
+        let mut r = 0;
+        for dep in c.deps() {
+            if let Some(&j) = at.get(dep)
+                && j < k
+            {
+                for (a, s) in &seen[j] {
+                    let e = mine.entry(*a).or_default();
+                    *e = (*e).max(*s);
+                }
+                let e = mine.entry(pool[order[j]].0.actor_id()).or_default();
+                *e = (*e).max(pool[order[j]].0.seq());
+                r = r.max(round[j]);
+            }
+        }
+        if c.seq() > 1
+            && let Some(&p) = by_number.get(&(c.actor_id(), c.seq() - 1))
+            && p < k
+            && mine.get(c.actor_id()).copied().unwrap_or(0) < c.seq() - 1
+        {
+            r = r.max(round[p] + 1);
+        }
+        seen.push(mine);
+        round.push(r);
+    }
+    let n_rounds = round.iter().max().map_or(0, |m| m + 1);
+    let mut out = vec![Vec::new(); n_rounds];
+    for (k, &i) in order.iter().enumerate() {
+        out[round[k]].push(i);
+    }
+    out
+}
+
+/// What of a pool can be applied now ([`Aside::ready`]).
+struct Plan {
+    /// Causally ready, in an order Automerge accepts.
+    order: Vec<usize>,
+    /// Claiming an (actor, number) the document holds.
+    against_doc: Vec<usize>,
+    /// Ready, but claiming the (actor, number) of the change given, which is applied first.
+    against_pool: Vec<(usize, usize)>,
 }
 
 /// Which changes of the pool are still taken, and why the others are not. Setting one aside
@@ -1164,34 +1340,75 @@ impl Aside {
         }
     }
 
-    /// The taken changes that are causally ready given `doc`, in an order Automerge can apply
-    /// them (Kahn's algorithm over the pool).
-    fn ready(&self, pool: &[(Change, ChangeSignature)], doc: &mut AutoCommit) -> Vec<usize> {
-        let mut missing = vec![0usize; pool.len()];
-        let mut blocked = vec![false; pool.len()];
+    /// What of the pool can be applied now, in an order Automerge accepts (Kahn's algorithm):
+    /// a change whose dependencies are held (`held`: every change the document holds is
+    /// signed) or come before it, and whose actor's previous number is held or comes before
+    /// it. Of two claimants of one (actor, number), only the first ready is applied; the other
+    /// is returned with it. A claimant of a number the document holds is returned apart.
+    fn ready(
+        &self,
+        pool: &[(Change, ChangeSignature)],
+        seqs: &HashMap<ActorId, u64>,
+        held: &HashMap<ChangeHash, ChangeSignature>,
+    ) -> Plan {
+        let n = pool.len();
+        let mut missing = vec![0usize; n];
+        let mut blocked = vec![false; n];
         let mut waits_on: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut against_doc = Vec::new();
+        let mut claimants: HashMap<(&ActorId, u64), usize> = HashMap::new();
+        for (i, (c, _)) in pool.iter().enumerate() {
+            if self.taken[i] {
+                claimants.entry((c.actor_id(), c.seq())).or_insert(i);
+            }
+        }
         for (i, (c, _)) in pool.iter().enumerate() {
             if !self.taken[i] {
                 continue;
             }
+            let top = seqs.get(c.actor_id()).copied().unwrap_or(0);
+            if c.seq() <= top {
+                against_doc.push(i);
+                continue;
+            }
+            let mut before: Vec<usize> = Vec::new();
             for dep in c.deps() {
                 match self.index.get(dep) {
-                    Some(&j) if self.taken[j] => {
-                        missing[i] += 1;
-                        waits_on.entry(j).or_default().push(i);
-                    }
+                    Some(&j) if self.taken[j] => before.push(j),
                     Some(_) => blocked[i] = true,
-                    None if doc.get_change_meta_by_hash(dep).is_some() => {}
+                    None if held.contains_key(dep) => {}
                     None => blocked[i] = true,
                 }
             }
+            // Automerge applies an actor's numbers in order.
+            if c.seq() > top + 1 {
+                match claimants.get(&(c.actor_id(), c.seq() - 1)) {
+                    Some(&j) => before.push(j),
+                    None => blocked[i] = true,
+                }
+            }
+            before.sort_unstable();
+            before.dedup();
+            missing[i] = before.len();
+            for j in before {
+                waits_on.entry(j).or_default().push(i);
+            }
         }
-        let mut todo: std::collections::VecDeque<usize> = (0..pool.len())
+        let mut todo: std::collections::VecDeque<usize> = (0..n)
             .filter(|&i| self.taken[i] && !blocked[i] && missing[i] == 0)
+            .filter(|i| !against_doc.contains(i))
             .collect();
-        let mut out = Vec::new();
+        let mut claimed: HashMap<(&ActorId, u64), usize> = HashMap::new();
+        let mut order = Vec::new();
+        let mut against_pool = Vec::new();
         while let Some(i) = todo.pop_front() {
-            out.push(i);
+            let c = &pool[i].0;
+            if let Some(&first) = claimed.get(&(c.actor_id(), c.seq())) {
+                against_pool.push((i, first));
+                continue;
+            }
+            claimed.insert((c.actor_id(), c.seq()), i);
+            order.push(i);
             for &child in waits_on.get(&i).into_iter().flatten() {
                 missing[child] -= 1;
                 if missing[child] == 0 && !blocked[child] {
@@ -1199,7 +1416,11 @@ impl Aside {
                 }
             }
         }
-        out
+        Plan {
+            order,
+            against_doc,
+            against_pool,
+        }
     }
 
     /// The changes set aside for good.

@@ -230,12 +230,13 @@ impl Document {
         }
         // Automerge does not know the changes waiting here for a dependency (they are held
         // outside its queue): ask for what they miss.
-        let missing = self.missing_dependencies();
-        if !missing.is_empty() {
-            msg.need.extend(missing);
+        // Automerge's own first, then a share of ours.
+        msg.need.truncate(NEED_MAX);
+        let share = self.missing_share(NEED_MAX - msg.need.len());
+        if !share.is_empty() {
+            msg.need.extend(share);
             msg.need.sort();
             msg.need.dedup();
-            msg.need.truncate(NEED_MAX);
         }
         let n_changes = msg.changes.len();
         // What Automerge marked sent is what the message carries; if that ever differed, the
