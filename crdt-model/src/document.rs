@@ -459,8 +459,9 @@ pub struct Document {
     /// the oldest are forgotten beyond `deferred_changes_max`.
     lost: HashSet<ChangeHash>,
     lost_order: std::collections::VecDeque<ChangeHash>,
-    /// The highest number of each actor the document holds, once an ingest needed it.
-    seqs: Option<HashMap<ActorId, u64>>,
+    /// The highest number of each actor the document holds, with the highest operation
+    /// number of that change, once an ingest needed it.
+    seqs: Option<HashMap<ActorId, (u64, u64)>>,
     /// Where the next sync message's share of the waiting changes' missing dependencies
     /// starts: a rotation, so no author's waiting changes can crowd out another's.
     need_cursor: usize,
@@ -723,7 +724,7 @@ impl Document {
         {
             return Err(EditRefused::NotOneChange { n: made.len() });
         }
-        let seq = made[0].seq();
+        let (seq, max_op) = (made[0].seq(), made[0].max_op());
         let touched = Touched::from_patches(&scratch.diff_incremental());
         scratch.reset_diff_cursor();
         validate_state(kind, &unit, &scratch, &touched, ctx)?;
@@ -732,7 +733,7 @@ impl Document {
         self.signatures.insert(hash, sig.clone());
         if let Some(seqs) = self.seqs.as_mut() {
             let top = seqs.entry(actor).or_default();
-            *top = (*top).max(seq);
+            *top = (*top).max((seq, max_op));
         }
         Ok((out, sig))
     }
@@ -940,14 +941,14 @@ impl Document {
 
         // The highest number of each actor the document holds (its changes' metadata, read
         // once per document and then kept up to date).
-        let seqs: HashMap<ActorId, u64> = match &self.seqs {
+        let seqs: HashMap<ActorId, (u64, u64)> = match &self.seqs {
             Some(s) => s.clone(),
             None => {
-                let mut s: HashMap<ActorId, u64> = HashMap::new();
+                let mut s: HashMap<ActorId, (u64, u64)> = HashMap::new();
                 let mut doc = self.doc.clone();
                 for m in doc.get_changes_meta(&[]) {
                     let e = s.entry(m.actor.into_owned()).or_default();
-                    *e = (*e).max(m.seq);
+                    *e = (*e).max((m.seq, m.max_op));
                 }
                 s
             }
@@ -957,6 +958,16 @@ impl Document {
         let mut held_in_doc: Option<HashMap<(ActorId, u64), ChangeHash>> = None;
         loop {
             let plan = aside.ready(&pool, &seqs, &self.signatures);
+            if !plan.overlapping.is_empty() {
+                for i in plan.overlapping {
+                    let change = pool[i].0.hash();
+                    let detail =
+                        "its operation numbers do not follow its actor's previous change's"
+                            .to_owned();
+                    aside.put(i, Rejected::Unappliable { change, detail }, false);
+                }
+                continue;
+            }
             // A change claiming a number the document holds: an equivocation. One sweep of the
             // document's changes finds what holds each.
             if !plan.against_doc.is_empty() {
@@ -1032,8 +1043,9 @@ impl Document {
                     lost.extend(aside.lost());
                     let mut seqs = seqs;
                     for &i in &plan.order {
-                        let e = seqs.entry(pool[i].0.actor_id().clone()).or_default();
-                        *e = (*e).max(pool[i].0.seq());
+                        let c = &pool[i].0;
+                        let e = seqs.entry(c.actor_id().clone()).or_default();
+                        *e = (*e).max((c.seq(), c.max_op()));
                     }
                     return Ok(Candidate {
                         new: plan.order.iter().map(|&i| pool[i].0.hash()).collect(),
@@ -1053,8 +1065,11 @@ impl Document {
                 Err(reason) => {
                     // Released waiting changes do not share the batch's fate. Without them
                     // (and what in the batch builds on them), the batch must pass, or it is at
-                    // fault; then each released change is added alone, and set aside if the
-                    // result fails.
+                    // fault. Then the rest is added in order, one change at a time: a released
+                    // change whose addition fails is set aside; a change of the batch whose
+                    // addition fails is tried without each released change it does not build
+                    // on, and the first whose absence lets it pass is set aside. If none does,
+                    // the batch is at fault. The batch being delivered wins over what waited.
                     let released: HashSet<usize> = plan
                         .order
                         .iter()
@@ -1075,30 +1090,64 @@ impl Document {
                             tainted.insert(i);
                         }
                     }
-                    let mut base: Vec<usize> = plan
+                    let mut acc: Vec<usize> = plan
                         .order
                         .iter()
                         .copied()
                         .filter(|i| !tainted.contains(i))
                         .collect();
-                    self.trial(ctx, &pool, &base, whole)?;
+                    self.trial(ctx, &pool, &acc, whole)?;
                     let mut progressed = false;
-                    for &r in plan.order.iter().filter(|i| released.contains(i)) {
-                        if !aside.is_taken(r) {
+                    for &i in plan.order.iter().filter(|i| tainted.contains(i)) {
+                        if !aside.is_taken(i) {
                             continue;
                         }
-                        base.push(r);
-                        if let Err(e) = self.trial(ctx, &pool, &base, whole) {
-                            base.pop();
-                            let change = pool[r].0.hash();
-                            let detail = e.to_string();
-                            aside.put(r, Rejected::Unappliable { change, detail }, false);
+                        acc.push(i);
+                        let Err(e) = self.trial(ctx, &pool, &acc, whole) else {
+                            continue;
+                        };
+                        acc.pop();
+                        if released.contains(&i) {
+                            let (change, detail) = (pool[i].0.hash(), e.to_string());
+                            aside.put(i, Rejected::Unappliable { change, detail }, false);
+                            acc.retain(|j| aside.is_taken(*j));
                             progressed = true;
+                            continue;
+                        }
+                        let ancestors = ancestors_in(&pool, &aside.index, i);
+                        let suspects: Vec<usize> = acc
+                            .iter()
+                            .copied()
+                            .filter(|j| released.contains(j) && !ancestors.contains(j))
+                            .collect();
+                        let mut cleared = false;
+                        for s in suspects {
+                            let gone = aside.descendants(s);
+                            let without: Vec<usize> = acc
+                                .iter()
+                                .copied()
+                                .filter(|j| *j != s && !gone.contains(j))
+                                .chain([i])
+                                .collect();
+                            if self.trial(ctx, &pool, &without, whole).is_ok() {
+                                let change = pool[s].0.hash();
+                                let detail = format!(
+                                    "with it, change {} of a later batch fails: {e}",
+                                    pool[i].0.hash()
+                                );
+                                aside.put(s, Rejected::Unappliable { change, detail }, false);
+                                acc.retain(|j| aside.is_taken(*j));
+                                acc.push(i);
+                                cleared = true;
+                                progressed = true;
+                                break;
+                            }
+                        }
+                        if !cleared {
+                            return Err(e);
                         }
                     }
                     if !progressed {
-                        // Each released change passes alone: what fails is the batch's own
-                        // changes built on them.
                         return Err(reason);
                     }
                 }
@@ -1210,8 +1259,28 @@ struct Candidate {
     equivocations: Vec<Equivocation>,
     /// Set aside for good: the losing halves of equivocations and what depends on them.
     lost: Vec<ChangeHash>,
-    /// The highest number of each actor in `doc`.
-    seqs: HashMap<ActorId, u64>,
+    /// The highest number of each actor in `doc`, with that change's highest operation.
+    seqs: HashMap<ActorId, (u64, u64)>,
+}
+
+/// The ancestors of pool change `i` within the pool.
+fn ancestors_in(
+    pool: &[(Change, ChangeSignature)],
+    index: &HashMap<ChangeHash, usize>,
+    i: usize,
+) -> HashSet<usize> {
+    let mut out = HashSet::new();
+    let mut todo = vec![i];
+    while let Some(k) = todo.pop() {
+        for dep in pool[k].0.deps() {
+            if let Some(&j) = index.get(dep)
+                && out.insert(j)
+            {
+                todo.push(j);
+            }
+        }
+    }
+    out
 }
 
 /// `order` (causally ready, in order) in rounds, each one call to Automerge. Automerge orders a
@@ -1231,35 +1300,24 @@ fn rounds(pool: &[(Change, ChangeSignature)], order: &[usize]) -> Vec<Vec<usize>
         .enumerate()
         .map(|(k, &i)| ((pool[i].0.actor_id(), pool[i].0.seq()), k))
         .collect();
-    // Per position: the highest number of each actor among its ancestors in `order`, and its
-    // round.
-    let mut seen: Vec<HashMap<&ActorId, u64>> = Vec::with_capacity(order.len());
     let mut round: Vec<usize> = Vec::with_capacity(order.len());
     for (k, &i) in order.iter().enumerate() {
         let c = &pool[i].0;
-        let mut mine: HashMap<&ActorId, u64> = HashMap::new();
-        let mut r = 0;
-        for dep in c.deps() {
-            if let Some(&j) = at.get(dep)
-                && j < k
-            {
-                for (a, s) in &seen[j] {
-                    let e = mine.entry(*a).or_default();
-                    *e = (*e).max(*s);
-                }
-                let e = mine.entry(pool[order[j]].0.actor_id()).or_default();
-                *e = (*e).max(pool[order[j]].0.seq());
-                r = r.max(round[j]);
-            }
-        }
+        let mut r = c
+            .deps()
+            .iter()
+            .filter_map(|d| at.get(d))
+            .filter(|&&j| j < k)
+            .map(|&j| round[j])
+            .max()
+            .unwrap_or(0);
         if c.seq() > 1
             && let Some(&p) = by_number.get(&(c.actor_id(), c.seq() - 1))
             && p < k
-            && mine.get(c.actor_id()).copied().unwrap_or(0) < c.seq() - 1
+            && !reaches(pool, order, &at, k, p)
         {
             r = r.max(round[p] + 1);
         }
-        seen.push(mine);
         round.push(r);
     }
     let n_rounds = round.iter().max().map_or(0, |m| m + 1);
@@ -1270,6 +1328,39 @@ fn rounds(pool: &[(Change, ChangeSignature)], order: &[usize]) -> Vec<Vec<usize>
     out
 }
 
+/// Steps the search for a change's actor predecessor among its ancestors may take; beyond, the
+/// change just goes in a later round (safe: one more call to Automerge).
+const ANCESTOR_SEARCH_MAX: usize = 256;
+
+/// Whether position `p` of `order` is an ancestor of position `k`: a search back from `k`
+/// through positions after `p` only (in causal order nothing before `p` leads to it), within
+/// [`ANCESTOR_SEARCH_MAX`] steps (`false` if it runs out).
+fn reaches(
+    pool: &[(Change, ChangeSignature)],
+    order: &[usize],
+    at: &HashMap<ChangeHash, usize>,
+    k: usize,
+    p: usize,
+) -> bool {
+    let mut seen = HashSet::new();
+    let mut todo = vec![k];
+    while let Some(x) = todo.pop() {
+        for dep in pool[order[x]].0.deps() {
+            match at.get(dep) {
+                Some(&j) if j == p => return true,
+                Some(&j) if j > p && seen.insert(j) => {
+                    if seen.len() > ANCESTOR_SEARCH_MAX {
+                        return false;
+                    }
+                    todo.push(j);
+                }
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
 /// What of a pool can be applied now ([`Aside::ready`]).
 struct Plan {
     /// Causally ready, in an order Automerge accepts.
@@ -1278,6 +1369,8 @@ struct Plan {
     against_doc: Vec<usize>,
     /// Ready, but claiming the (actor, number) of the change given, which is applied first.
     against_pool: Vec<(usize, usize)>,
+    /// Whose operation numbers do not follow its actor's previous change's.
+    overlapping: Vec<usize>,
 }
 
 /// Which changes of the pool are still taken, and why the others are not. Setting one aside
@@ -1348,7 +1441,7 @@ impl Aside {
     fn ready(
         &self,
         pool: &[(Change, ChangeSignature)],
-        seqs: &HashMap<ActorId, u64>,
+        seqs: &HashMap<ActorId, (u64, u64)>,
         held: &HashMap<ChangeHash, ChangeSignature>,
     ) -> Plan {
         let n = pool.len();
@@ -1356,6 +1449,7 @@ impl Aside {
         let mut blocked = vec![false; n];
         let mut waits_on: HashMap<usize, Vec<usize>> = HashMap::new();
         let mut against_doc = Vec::new();
+        let mut overlapping = Vec::new();
         let mut claimants: HashMap<(&ActorId, u64), usize> = HashMap::new();
         for (i, (c, _)) in pool.iter().enumerate() {
             if self.taken[i] {
@@ -1366,9 +1460,15 @@ impl Aside {
             if !self.taken[i] {
                 continue;
             }
-            let top = seqs.get(c.actor_id()).copied().unwrap_or(0);
+            let (top, top_op) = seqs.get(c.actor_id()).copied().unwrap_or((0, 0));
             if c.seq() <= top {
                 against_doc.push(i);
+                continue;
+            }
+            // An actor's operations are numbered after its previous change's: overlapping
+            // numbers would give two operations one id, which Automerge does not check.
+            if c.seq() == top + 1 && c.start_op().get() <= top_op {
+                overlapping.push(i);
                 continue;
             }
             let mut before: Vec<usize> = Vec::new();
@@ -1383,6 +1483,10 @@ impl Aside {
             // Automerge applies an actor's numbers in order.
             if c.seq() > top + 1 {
                 match claimants.get(&(c.actor_id(), c.seq() - 1)) {
+                    Some(&j) if c.start_op().get() <= pool[j].0.max_op() => {
+                        overlapping.push(i);
+                        continue;
+                    }
                     Some(&j) => before.push(j),
                     None => blocked[i] = true,
                 }
@@ -1394,9 +1498,10 @@ impl Aside {
                 waits_on.entry(j).or_default().push(i);
             }
         }
+        let apart: HashSet<usize> = against_doc.iter().chain(&overlapping).copied().collect();
         let mut todo: std::collections::VecDeque<usize> = (0..n)
             .filter(|&i| self.taken[i] && !blocked[i] && missing[i] == 0)
-            .filter(|i| !against_doc.contains(i))
+            .filter(|i| !apart.contains(i))
             .collect();
         let mut claimed: HashMap<(&ActorId, u64), usize> = HashMap::new();
         let mut order = Vec::new();
@@ -1420,7 +1525,22 @@ impl Aside {
             order,
             against_doc,
             against_pool,
+            overlapping,
         }
+    }
+
+    /// The pool's changes that build on change `i`, transitively.
+    fn descendants(&self, i: usize) -> HashSet<usize> {
+        let mut out = HashSet::new();
+        let mut todo = vec![i];
+        while let Some(k) = todo.pop() {
+            for &child in self.children.get(&self.hashes[k]).into_iter().flatten() {
+                if out.insert(child) {
+                    todo.push(child);
+                }
+            }
+        }
+        out
     }
 
     /// The changes set aside for good.
