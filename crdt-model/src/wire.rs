@@ -1729,7 +1729,10 @@ mod tests {
     }
 
     /// Pins why hash lists must be sorted: automerge keeps the peer's heads as shared heads and
-    /// asserts they are sorted when it encodes them as `last_sync` in its next message.
+    /// debug-asserts they are sorted when it encodes them as `last_sync` in its next message (a
+    /// panic in a debug build, an unsorted list sent on in a release one). The tests build
+    /// Automerge as it ships, without debug assertions (Cargo.toml), so only the refusal is
+    /// checked here: Automerge parses and accepts the message, `wire` does not.
     #[test]
     fn unsorted_heads_would_panic_automerge_in_debug_builds() {
         let mut a = doc_with_changes("a", 1);
@@ -1744,17 +1747,6 @@ mod tests {
         a.sync()
             .receive_sync_message(&mut state, parsed)
             .expect("and accepts it");
-        if cfg!(debug_assertions) {
-            let outcome = catch_unwind(AssertUnwindSafe(|| {
-                a.sync()
-                    .generate_sync_message(&mut state)
-                    .map(Message::encode)
-            }));
-            assert!(
-                outcome.is_err(),
-                "encode_hashes debug-asserts sorted hashes"
-            );
-        }
         assert_eq!(
             decode_sync_message(&msg, &limits()).unwrap_err(),
             FrameError::UnsortedHashes { what: "heads" }
