@@ -505,3 +505,103 @@ pub fn visit(household: &str, worker: &str, date: &str, at_ms: i64) -> kinds::vi
         at_ms,
     }
 }
+
+/// Changes made by hand, signed by whoever the test chooses, for attack tests on ingest: what a
+/// peer can send, whatever its authority.
+pub mod forge {
+    use automerge::transaction::CommitOptions;
+    use automerge::{ActorId, AutoCommit, Change, ChangeHash, ExpandedChange};
+
+    use super::{Net, T0, visit};
+    use crate::document::{Applied, Batch, ChangeSignature, Document};
+    use crate::keys::SecretKey;
+    use crate::kinds;
+
+    /// A change with its signature.
+    pub type Item = (Change, ChangeSignature);
+
+    /// A visit entry `id` made on `doc` at its heads under `actor`, signed by `signer`.
+    pub fn forge_as(
+        net: &Net,
+        doc: &mut Document,
+        actor: ActorId,
+        signer: &SecretKey,
+        at_ms: i64,
+        id: &str,
+    ) -> Item {
+        raw_as(net, doc, actor, signer, at_ms, |tx| {
+            kinds::visits::add_entry(tx, id, &visit("h1", "王芳", "2026-11-03", T0))
+                .expect("valid visit");
+        })
+    }
+
+    /// A change made on `doc` at its heads by a raw Automerge edit `f`.
+    pub fn raw_as(
+        net: &Net,
+        doc: &mut Document,
+        actor: ActorId,
+        signer: &SecretKey,
+        at_ms: i64,
+        f: impl FnOnce(&mut AutoCommit),
+    ) -> Item {
+        let heads = doc.heads();
+        let mut copy: AutoCommit = doc.at(&heads).expect("fork at own heads");
+        copy.set_actor(actor);
+        f(&mut copy);
+        copy.commit_with(CommitOptions::default().with_time(at_ms));
+        let change = copy.get_last_local_change().expect("a change").clone();
+        let sig = ChangeSignature::sign(net.trust.network(), doc.id(), change.hash(), signer);
+        (change, sig)
+    }
+
+    /// Re-encode `change` with its fields edited by `f`, and sign the result as `signer`.
+    pub fn recraft(
+        net: &Net,
+        doc: &Document,
+        change: &Change,
+        signer: &SecretKey,
+        f: impl FnOnce(&mut ExpandedChange),
+    ) -> Item {
+        let mut e = change.decode();
+        f(&mut e);
+        e.hash = None;
+        let change = Change::from(e);
+        let sig = ChangeSignature::sign(net.trust.network(), doc.id(), change.hash(), signer);
+        (change, sig)
+    }
+
+    /// A batch of `items`, in order.
+    pub fn batch(items: &[&Item]) -> Batch {
+        Batch {
+            network: None,
+            changes: items.iter().map(|(c, _)| c.clone()).collect(),
+            signatures: items.iter().map(|(_, s)| s.clone()).collect(),
+        }
+    }
+
+    pub fn h(item: &Item) -> ChangeHash {
+        item.0.hash()
+    }
+
+    /// What an ingest set aside, as (change, reason label), sorted.
+    pub fn reasons(applied: &Applied) -> Vec<(ChangeHash, &'static str)> {
+        let mut out: Vec<_> = applied
+            .set_aside
+            .iter()
+            .map(|s| (s.change, s.reason.reason()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Every change the document holds has its author's signature recorded.
+    pub fn assert_every_change_signed(doc: &mut Document, what: &str) {
+        for c in doc.changes() {
+            assert!(
+                doc.signature(&c.hash()).is_some(),
+                "{what}: change {} is in the document without a signature",
+                c.hash()
+            );
+        }
+    }
+}

@@ -7,60 +7,22 @@ use std::time::{Duration, Instant};
 
 use automerge::sync::BloomFilter;
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, AutoCommit, Change, ChangeHash, ExpandedChange, ROOT};
+use automerge::{ActorId, AutoCommit, Change, ChangeHash, ROOT};
 use linli_crdt_model::document::{
-    ACTOR_INCARNATION_BYTES, Applied, Batch, ChangeSignature, Document, actor_for,
+    ACTOR_INCARNATION_BYTES, Applied, ChangeSignature, Document, actor_for,
 };
 use linli_crdt_model::keys::SecretKey;
 use linli_crdt_model::kinds;
+use linli_crdt_model::testkit::forge::{
+    Item, assert_every_change_signed, batch, forge_as, h, raw_as, reasons, recraft,
+};
 use linli_crdt_model::testkit::{
     DAY, Net, T0, actor, actor_of, key, permutations, revocation, visit,
 };
 
-type Item = (Change, ChangeSignature);
-
 // =============================================================================================
 // Helpers (after set_aside.rs and attacks_round3.rs).
 // =============================================================================================
-
-/// A visit entry `id` made on `doc` at its heads under `actor`, signed by `signer`.
-fn forge_as(
-    net: &Net,
-    doc: &mut Document,
-    actor: ActorId,
-    signer: &SecretKey,
-    at_ms: i64,
-    id: &str,
-) -> Item {
-    let heads = doc.heads();
-    let mut copy: AutoCommit = doc.at(&heads).expect("fork at own heads");
-    copy.set_actor(actor);
-    kinds::visits::add_entry(&mut copy, id, &visit("h1", "王芳", "2026-11-03", T0))
-        .expect("valid visit");
-    copy.commit_with(CommitOptions::default().with_time(at_ms));
-    let change = copy.get_last_local_change().expect("a change").clone();
-    let sig = ChangeSignature::sign(net.trust.network(), doc.id(), change.hash(), signer);
-    (change, sig)
-}
-
-/// A change made on `doc` at its heads by a raw Automerge edit `f`.
-fn raw_as(
-    net: &Net,
-    doc: &mut Document,
-    actor: ActorId,
-    signer: &SecretKey,
-    at_ms: i64,
-    f: impl FnOnce(&mut AutoCommit),
-) -> Item {
-    let heads = doc.heads();
-    let mut copy: AutoCommit = doc.at(&heads).expect("fork at own heads");
-    copy.set_actor(actor);
-    f(&mut copy);
-    copy.commit_with(CommitOptions::default().with_time(at_ms));
-    let change = copy.get_last_local_change().expect("a change").clone();
-    let sig = ChangeSignature::sign(net.trust.network(), doc.id(), change.hash(), signer);
-    (change, sig)
-}
 
 /// A visit entry made on a raw Automerge copy (which may hold changes no document holds).
 fn entry_on(
@@ -81,66 +43,12 @@ fn entry_on(
     (change, sig)
 }
 
-/// Re-encode `change` with its fields edited by `f`, and sign the result as `signer`.
-fn recraft(
-    net: &Net,
-    doc: &Document,
-    change: &Change,
-    signer: &SecretKey,
-    f: impl FnOnce(&mut ExpandedChange),
-) -> Item {
-    let mut e = change.decode();
-    f(&mut e);
-    e.hash = None;
-    let change = Change::from(e);
-    let sig = ChangeSignature::sign(net.trust.network(), doc.id(), change.hash(), signer);
-    (change, sig)
-}
-
-fn batch(items: &[&Item]) -> Batch {
-    Batch {
-        network: None,
-        changes: items.iter().map(|(c, _)| c.clone()).collect(),
-        signatures: items.iter().map(|(_, s)| s.clone()).collect(),
-    }
-}
-
-fn h(item: &Item) -> ChangeHash {
-    item.0.hash()
-}
-
-fn reasons(applied: &Applied) -> Vec<(ChangeHash, &'static str)> {
-    let mut out: Vec<_> = applied
-        .set_aside
-        .iter()
-        .map(|s| (s.change, s.reason.reason()))
-        .collect();
-    out.sort();
-    out
-}
-
 fn reason_of(applied: &Applied, change: ChangeHash) -> Option<&'static str> {
     applied
         .set_aside
         .iter()
         .find(|s| s.change == change)
         .map(|s| s.reason.reason())
-}
-
-/// Every change the document holds has its author's signature recorded.
-fn assert_every_change_signed(doc: &mut Document, what: &str) {
-    for c in doc.changes() {
-        assert!(
-            doc.signature(&c.hash()).is_some(),
-            "{what}: change {} is in the document without a signature",
-            c.hash()
-        );
-    }
-    assert_eq!(
-        doc.n_changes(),
-        doc.changes().len(),
-        "{what}: signatures and changes disagree"
-    );
 }
 
 /// Revoke 李强 in 胜利社区 from `cutoff`.

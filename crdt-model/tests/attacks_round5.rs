@@ -5,78 +5,13 @@
 use std::time::Instant;
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, AutoCommit, Change, ChangeHash, ExpandedChange, ROOT};
-use linli_crdt_model::document::{Applied, Batch, ChangeSignature, Document};
-use linli_crdt_model::keys::SecretKey;
+use automerge::{AutoCommit, ROOT};
+use linli_crdt_model::document::{ChangeSignature, Document};
 use linli_crdt_model::kinds;
+use linli_crdt_model::testkit::forge::{
+    Item, assert_every_change_signed, batch, h, raw_as, reasons, recraft,
+};
 use linli_crdt_model::testkit::{DAY, Net, T0, actor_of, visit};
-
-type Item = (Change, ChangeSignature);
-
-fn raw_as(
-    net: &Net,
-    doc: &mut Document,
-    actor: ActorId,
-    signer: &SecretKey,
-    at_ms: i64,
-    f: impl FnOnce(&mut AutoCommit),
-) -> Item {
-    let heads = doc.heads();
-    let mut copy: AutoCommit = doc.at(&heads).expect("fork at own heads");
-    copy.set_actor(actor);
-    f(&mut copy);
-    copy.commit_with(CommitOptions::default().with_time(at_ms));
-    let change = copy.get_last_local_change().expect("a change").clone();
-    let sig = ChangeSignature::sign(net.trust.network(), doc.id(), change.hash(), signer);
-    (change, sig)
-}
-
-fn recraft(
-    net: &Net,
-    doc: &Document,
-    change: &Change,
-    signer: &SecretKey,
-    f: impl FnOnce(&mut ExpandedChange),
-) -> Item {
-    let mut e = change.decode();
-    f(&mut e);
-    e.hash = None;
-    let change = Change::from(e);
-    let sig = ChangeSignature::sign(net.trust.network(), doc.id(), change.hash(), signer);
-    (change, sig)
-}
-
-fn batch(items: &[&Item]) -> Batch {
-    Batch {
-        network: None,
-        changes: items.iter().map(|(c, _)| c.clone()).collect(),
-        signatures: items.iter().map(|(_, s)| s.clone()).collect(),
-    }
-}
-
-fn h(item: &Item) -> ChangeHash {
-    item.0.hash()
-}
-
-fn reasons(applied: &Applied) -> Vec<(ChangeHash, &'static str)> {
-    let mut out: Vec<_> = applied
-        .set_aside
-        .iter()
-        .map(|s| (s.change, s.reason.reason()))
-        .collect();
-    out.sort();
-    out
-}
-
-fn assert_every_change_signed(doc: &mut Document, what: &str) {
-    for c in doc.changes() {
-        assert!(
-            doc.signature(&c.hash()).is_some(),
-            "{what}: change {} is in the document without a signature",
-            c.hash()
-        );
-    }
-}
 
 fn assign(id: &str) -> impl FnOnce(&mut AutoCommit) {
     let id = id.to_owned();

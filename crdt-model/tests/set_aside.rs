@@ -3,49 +3,9 @@
 //! the rest. And the attacks that setting aside must not open: a writer squatting a colleague's
 //! actor, an author equivocating, a relay of a change revoked after it took it.
 
-use automerge::{AutoCommit, Change, ChangeHash, transaction::CommitOptions};
-use linli_crdt_model::document::{Batch, ChangeSignature, Document, Rejected};
-use linli_crdt_model::keys::SecretKey;
-use linli_crdt_model::kinds;
-use linli_crdt_model::testkit::{DAY, Net, T0, actor_of, permutations, revocation, visit};
-
-/// A change made on `doc` at its heads (or on `base` heads), under `actor`, signed by `signer`.
-fn forge_as(
-    net: &Net,
-    doc: &mut Document,
-    actor: automerge::ActorId,
-    signer: &SecretKey,
-    at_ms: i64,
-    id: &str,
-) -> (Change, ChangeSignature) {
-    let heads = doc.heads();
-    let mut copy: AutoCommit = doc.at(&heads).expect("fork at own heads");
-    copy.set_actor(actor);
-    kinds::visits::add_entry(&mut copy, id, &visit("h1", "王芳", "2026-11-03", T0))
-        .expect("valid visit");
-    copy.commit_with(CommitOptions::default().with_time(at_ms));
-    let change = copy.get_last_local_change().expect("a change").clone();
-    let sig = ChangeSignature::sign(net.trust.network(), doc.id(), change.hash(), signer);
-    (change, sig)
-}
-
-fn batch(items: &[&(Change, ChangeSignature)]) -> Batch {
-    Batch {
-        network: None,
-        changes: items.iter().map(|(c, _)| c.clone()).collect(),
-        signatures: items.iter().map(|(_, s)| s.clone()).collect(),
-    }
-}
-
-fn reasons(applied: &linli_crdt_model::document::Applied) -> Vec<(ChangeHash, &'static str)> {
-    let mut out: Vec<_> = applied
-        .set_aside
-        .iter()
-        .map(|s| (s.change, s.reason.reason()))
-        .collect();
-    out.sort();
-    out
-}
+use linli_crdt_model::document::Rejected;
+use linli_crdt_model::testkit::forge::{batch, forge_as, reasons};
+use linli_crdt_model::testkit::{DAY, Net, T0, actor_of, permutations, revocation};
 
 /// 李强, a writer of the same log, signs a change under 王芳's actor at the number 王芳 will
 /// use next. Were actors not bound to keys, every node that saw it first would refuse 王芳's
