@@ -818,6 +818,16 @@ impl Document {
         // while this one judges authority and applies it to a copy: the copy reaches the
         // document only after both succeed, so no change enters unverified, and the reason
         // given for a refusal is the same as if the checks ran one after the other.
+        // The highest number of each actor the document holds: read once per document from its
+        // changes' metadata, then kept up to date by every edit and ingest.
+        if self.seqs.is_none() {
+            let mut tops: HashMap<ActorId, (u64, u64)> = HashMap::new();
+            for m in self.doc.get_changes_meta(&[]) {
+                let e = tops.entry(m.actor.into_owned()).or_default();
+                *e = (*e).max((m.seq, m.max_op));
+            }
+            self.seqs = Some(tops);
+        }
         let (verified, candidate) = if found.len() >= VERIFY_ALONGSIDE_MIN {
             std::thread::scope(|s| {
                 let verifying = s.spawn(verify);
@@ -939,20 +949,8 @@ impl Document {
             }
         }
 
-        // The highest number of each actor the document holds (its changes' metadata, read
-        // once per document and then kept up to date).
-        let seqs: HashMap<ActorId, (u64, u64)> = match &self.seqs {
-            Some(s) => s.clone(),
-            None => {
-                let mut s: HashMap<ActorId, (u64, u64)> = HashMap::new();
-                let mut doc = self.doc.clone();
-                for m in doc.get_changes_meta(&[]) {
-                    let e = s.entry(m.actor.into_owned()).or_default();
-                    *e = (*e).max((m.seq, m.max_op));
-                }
-                s
-            }
-        };
+        // The highest number of each actor the document holds (`ingest` has read it).
+        let seqs: HashMap<ActorId, (u64, u64)> = self.seqs.clone().unwrap_or_default();
 
         let whole = self.signatures.is_empty();
         let mut held_in_doc: Option<HashMap<(ActorId, u64), ChangeHash>> = None;
