@@ -364,6 +364,22 @@ impl Trust {
         self.registrations.iter()
     }
 
+    /// Every record held: registrations, certificates, revocations.
+    pub fn records(&self) -> impl Iterator<Item = TrustRecord> + '_ {
+        let regs = self
+            .registrations
+            .values()
+            .cloned()
+            .map(TrustRecord::Registration);
+        let certs = self.certs.values().cloned().map(TrustRecord::Certificate);
+        let revs = self
+            .revocations
+            .values()
+            .cloned()
+            .map(TrustRecord::Revocation);
+        regs.chain(certs).chain(revs)
+    }
+
     /// A registered unit (the top unit included), with its registered kind and name.
     pub fn unit(&self, id: &UnitId) -> Option<&Unit> {
         self.derived.units.get(id)

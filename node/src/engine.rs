@@ -238,9 +238,9 @@ pub struct Synced {
     pub reply: Option<SyncMessage>,
     /// Why each change not taken was set aside; none is the sender's fault.
     pub set_aside: Vec<Rejected>,
-    /// If something was set aside: the keys whose signed work was taken, the only ones the
-    /// records the message carried may still prove.
-    proven: Option<Vec<PublicKey>>,
+    /// The keys whose signed work was taken (the authors of the changes, the creator of a
+    /// header judged here): the records the message carried may prove these and no others.
+    proven: Vec<PublicKey>,
 }
 
 /// A summary row of a document.
@@ -1812,7 +1812,7 @@ impl Engine {
                         ))
                     })
             },
-            |_| None,
+            |_, _| None,
         )?;
         let unit = self
             .trust
@@ -2108,7 +2108,18 @@ impl Engine {
         let result = self.with_carried_trust(
             &records,
             |e| e.sync_in_checked(peer, peer_unit, msg, now),
-            |s| s.proven.clone(),
+            |e, s| {
+                // The authors of what was taken, the creator of a header that was judged, and
+                // the issuers of the attestations that will be kept: only their chains stay.
+                let mut keys = s.proven.clone();
+                keys.extend(
+                    carried
+                        .iter()
+                        .filter(|a| a.check(&e.trust).is_ok())
+                        .map(|a| a.body.issuer),
+                );
+                Some(keys)
+            },
         );
         for att in carried {
             // Kept only from an accepted message, and only if its issuer had the authority:
@@ -2125,14 +2136,15 @@ impl Engine {
     /// Judge a peer's input with the trust records it carries in trust: they are needed to
     /// judge it. If `judge` refuses, trust goes back to what it was and nothing of them is
     /// stored; if it accepts, the new ones are stored — or, if `proven` names the keys whose
-    /// signed work was taken in the end (some was set aside), only the new ones that prove
-    /// those keys. Trust is copied only when a record is new here (most messages carry only
-    /// what is known, or nothing).
+    /// signed work was taken in the end, only the new ones that prove those keys. What trust
+    /// learned meanwhile from the documents the input changed (a ledger's revocation) stays.
+    /// Trust is copied only when a record is new here (most messages carry only what is known,
+    /// or nothing).
     fn with_carried_trust<T>(
         &mut self,
         records: &[TrustRecord],
         judge: impl FnOnce(&mut Self) -> Result<T, SyncRefused>,
-        proven: impl FnOnce(&T) -> Option<Vec<PublicKey>>,
+        proven: impl FnOnce(&Self, &T) -> Option<Vec<PublicKey>>,
     ) -> Result<T, SyncRefused> {
         if records.iter().all(|r| self.trust.knows(r)) {
             return judge(self);
@@ -2144,7 +2156,7 @@ impl Engine {
             .and_then(|new| judge(self).map(|t| (t, new)));
         match result {
             Ok((t, mut new)) => {
-                if let Some(keys) = proven(&t) {
+                if let Some(keys) = proven(self, &t) {
                     let (mut certs, mut regs) = (Vec::new(), Vec::new());
                     for r in &new {
                         match r {
@@ -2155,11 +2167,39 @@ impl Engine {
                     }
                     let keep = chains_of(&certs, &regs, &keys);
                     if keep.len() < new.len() {
-                        self.trust = before;
-                        new = self.insert_trust(&keep).unwrap_or_else(|e| {
+                        // Trust again without the carried records that prove nothing taken,
+                        // but with everything else it holds now: what it had before, and what
+                        // it learned from the documents the input changed.
+                        let unproven: HashSet<RecordId> = new
+                            .iter()
+                            .map(TrustRecord::id)
+                            .filter(|id| !keep.iter().any(|k| k.id() == *id))
+                            .collect();
+                        let size = |t: &Trust| {
+                            t.certificates().count()
+                                + t.registrations().count()
+                                + t.revocations().count()
+                        };
+                        let after = std::mem::replace(&mut self.trust, before);
+                        let learned: Vec<TrustRecord> =
+                            if size(&after) == size(&self.trust) + new.len() {
+                                // Nothing learned besides what was carried: only the proven part.
+                                new.iter()
+                                    .filter(|r| !unproven.contains(&r.id()))
+                                    .cloned()
+                                    .collect()
+                            } else {
+                                after
+                                    .records()
+                                    .filter(|r| !unproven.contains(&r.id()) && !self.trust.knows(r))
+                                    .collect()
+                            };
+                        if let Err(e) = self.insert_trust(&learned) {
                             tracing::warn!(error = %e, "could not keep the records that prove what was taken");
-                            Vec::new()
-                        });
+                            self.trust = after;
+                        } else {
+                            new.retain(|r| !unproven.contains(&r.id()));
+                        }
                     }
                 }
                 self.store_trust_or_log(&new);
@@ -2246,9 +2286,14 @@ impl Engine {
                     me: self.unit.id.clone(),
                 });
             }
+            // A peer that may not hold a document held here is told what it would hear of one
+            // that does not exist: its message says nothing we take, and our answer says
+            // nothing of what we hold.
+            if fresh.is_none() && !h.scope.may_hold(&h.unit, peer_unit) {
+                return Err(SyncRefused::UnknownDocument(id));
+            }
         }
-        let attestation_issuers: Vec<PublicKey> =
-            msg.attestations.iter().map(|a| a.body.issuer).collect();
+        let created_by = fresh.as_ref().map(|d| d.header().header.creator);
         let mut state = self.state_for(peer, &id);
         // What this peer may still make wait for a dependency, over all documents.
         self.prune_deferred(peer);
@@ -2306,12 +2351,6 @@ impl Engine {
         {
             return Err(SyncRefused::Model(first.reason.clone()));
         }
-        for e in &applied.equivocations {
-            tracing::warn!(doc = %id, author = %e.author, seq = e.seq, "equivocation: one author signed two changes with the same actor and number; evidence kept");
-            if let Err(err) = self.store.put_equivocation(e) {
-                tracing::warn!(error = %err, doc = %id, "could not store evidence of an equivocation");
-            }
-        }
         {
             let doc = fresh.as_ref().unwrap_or_else(|| &self.docs[&id]);
             let brought: Vec<(DocId, ChangeHash)> = doc
@@ -2354,16 +2393,23 @@ impl Engine {
             self.changed.insert(id);
             self.after_change(&id);
         }
+        // Evidence after the changes it names as held are on disk, never before.
+        for e in &applied.equivocations {
+            tracing::warn!(doc = %id, author = %e.author, seq = e.seq, "equivocation: one author signed two changes with the same actor and number; evidence kept");
+        }
+        if let Err(err) = self.store.put_equivocations(&applied.equivocations) {
+            tracing::warn!(error = %err, doc = %id, "could not store evidence of an equivocation");
+        }
         self.keep_state(peer, &id, state);
-        let proven = (!applied.set_aside.is_empty()).then(|| {
+        let proven = {
             let doc = &self.docs[&id];
             applied
                 .new
                 .iter()
                 .filter_map(|h| doc.signature(h).map(|s| s.author))
-                .chain(attestation_issuers)
+                .chain(created_by)
                 .collect()
-        });
+        };
         Ok(Synced {
             reply: self.sync_out(peer, peer_unit, &id),
             set_aside: applied.set_aside.into_iter().map(|s| s.reason).collect(),

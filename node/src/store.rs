@@ -661,14 +661,26 @@ impl Store {
         self.put_record(&self.attestations, att.id(), att.encode())
     }
 
-    /// Keep evidence of an equivocation (once per refused change).
-    pub fn put_equivocation(&self, e: &Equivocation) -> Result<(), Error> {
-        let mut key = e.doc.0.to_vec();
-        key.extend_from_slice(&e.refused_signature.hash);
-        let bytes = postcard::to_allocvec(e).expect("postcard encoding of a plain struct");
-        self.equivocations
-            .insert(key, bytes)
-            .map_err(|err| self.sled(err))?;
+    /// Keep evidence of equivocations: the first pair for each (document, actor, number) only,
+    /// since one pair proves the author's fault (an author signing a thousand variants of one
+    /// number must not make the node keep a thousand records). One flush for all.
+    pub fn put_equivocations(&self, evidence: &[Equivocation]) -> Result<(), Error> {
+        if evidence.is_empty() {
+            return Ok(());
+        }
+        for e in evidence {
+            let Ok(refused) = automerge::Change::from_bytes(e.refused_change.clone()) else {
+                continue;
+            };
+            let mut key = e.doc.0.to_vec();
+            key.extend_from_slice(refused.actor_id().to_bytes());
+            key.extend_from_slice(&e.seq.to_be_bytes());
+            let bytes = postcard::to_allocvec(e).expect("postcard encoding of a plain struct");
+            self.equivocations
+                .compare_and_swap(key, None as Option<&[u8]>, Some(bytes))
+                .map_err(|err| self.sled(err))?
+                .ok();
+        }
         self.flush()
     }
 

@@ -3,8 +3,11 @@
 //! messages aimed at the community's task list, and trust records a community administrator
 //! forges to take authority it does not hold.
 //!
-//! The rogue holds certified node keys of a sibling community that never runs, so its hello is
-//! accepted and every message reaches the checks behind it. Each class of bad input gets its own
+//! The rogue holds certified node keys of the community itself (a second office machine gone
+//! bad), so its hello is accepted and every message about the community's task list reaches
+//! the checks behind it (a node of a sibling community is refused before any: it may not hold
+//! a unit-scoped document). In the authority test it holds node keys of the sibling community
+//! whose administrator is the attacker, and carries that community's public ledger. Each class of bad input gets its own
 //! key (one offence each, below the node's `offences_max`), and the outcome of each is one row of
 //! a table: the reason the node answered with, and whether its HTTP API still answers. Then one
 //! key keeps offending until it is disconnected and banned, and an honest edit at the community
@@ -648,8 +651,10 @@ struct City {
     district: Running,
     community: Running,
     street: Running,
-    /// Certified node keys of 前进社区, one per rogue.
+    /// Certified node keys of the rogue's unit, one per rogue.
     rogue_keys: Vec<(SecretKey, Certificate)>,
+    /// Certified node keys of 胜利社区, for messages about its own documents.
+    insiders: Vec<(SecretKey, Certificate)>,
     qianjin: Unit,
     /// Keys of 胜利社区's writers and of 前进社区's writer.
     wangfang: SecretKey,
@@ -666,28 +671,33 @@ struct City {
 /// Provision four units a week ago (so a certificate can have expired with its chain intact),
 /// certify the rogue's keys and an expired writer, and start the first three nodes, each
 /// dialing its parent.
-async fn start(dir: &Path, n_rogues: usize) -> City {
+async fn start(dir: &Path, n_rogues: usize, rogue_unit: &str) -> City {
     let now = now_ms();
     let p = setup::provision(dir, "铁东区邻里网", &plan(), config, now - 7 * DAY).unwrap();
     let by_unit = |id: &str| p.nodes.iter().find(|n| n.unit.id.as_str() == id).unwrap();
     let (shengli, qianjin) = (by_unit(SHENGLI), by_unit(QIANJIN));
     let qianjin_admin = key_of(&qianjin.dir, "admin");
-    let rogue_keys: Vec<(SecretKey, Certificate)> = (0..n_rogues)
-        .map(|i| {
-            let key = keystore::generate_key();
-            let cert = setup::certify(
-                &p.genesis,
-                &qianjin_admin,
-                key.public(),
-                qianjin.unit.id.clone(),
-                Role::Node,
-                format!("前进社区节点{i}"),
-                now - DAY,
-                setup::YEAR_MS,
-            );
-            (key, cert)
-        })
-        .collect();
+    let node_keys = |unit: &str, n: usize| -> Vec<(SecretKey, Certificate)> {
+        (0..n)
+            .map(|i| {
+                let key = keystore::generate_key();
+                let at = by_unit(unit);
+                let cert = setup::certify(
+                    &p.genesis,
+                    &key_of(&at.dir, "admin"),
+                    key.public(),
+                    at.unit.id.clone(),
+                    Role::Node,
+                    format!("{}节点{i}", at.unit.name),
+                    now - DAY,
+                    setup::YEAR_MS,
+                );
+                (key, cert)
+            })
+            .collect()
+    };
+    let rogue_keys = node_keys(rogue_unit, n_rogues);
+    let insiders = node_keys(SHENGLI, 2);
     let expired = keystore::generate_key();
     let expired_cert = setup::certify(
         &p.genesis,
@@ -699,7 +709,11 @@ async fn start(dir: &Path, n_rogues: usize) -> City {
         now - 3 * DAY,
         2 * DAY,
     );
-    let mut certs: Vec<Certificate> = rogue_keys.iter().map(|(_, c)| c.clone()).collect();
+    let mut certs: Vec<Certificate> = rogue_keys
+        .iter()
+        .chain(&insiders)
+        .map(|(_, c)| c.clone())
+        .collect();
     certs.push(expired_cert);
     let mut running = Vec::new();
     let mut parent: Option<Multiaddr> = None;
@@ -729,6 +743,7 @@ async fn start(dir: &Path, n_rogues: usize) -> City {
         community,
         street,
         rogue_keys,
+        insiders,
         qianjin: qianjin.unit.clone(),
         wangfang: key_of(&shengli.dir, "wangfang"),
         liqiang: key_of(&shengli.dir, "liqiang"),
@@ -820,7 +835,7 @@ impl City {
         Hello {
             network: self.genesis.network_id(),
             protocol_version: protocol::PROTOCOL_VERSION,
-            unit: self.qianjin.id.clone(),
+            unit: cert.body.unit.clone(),
             chain: vec![cert.clone()],
             registrations: Vec::new(),
         }
@@ -829,6 +844,16 @@ impl City {
     /// A rogue with a fresh certified key, connected to the community and past hello.
     async fn rogue(&mut self) -> Rogue {
         let (key, cert) = self.rogue_keys.pop().expect("enough rogue keys");
+        self.connected(key, cert).await
+    }
+
+    /// A rogue with a certified node key of 胜利社区 itself, connected and past hello.
+    async fn insider(&mut self) -> Rogue {
+        let (key, cert) = self.insiders.pop().expect("enough insider keys");
+        self.connected(key, cert).await
+    }
+
+    async fn connected(&self, key: SecretKey, cert: Certificate) -> Rogue {
         let mut rogue = Rogue::new(&key, self.hello(&cert), &self.community);
         match rogue.connect().await {
             Outcome::Answered(Response::Hello(_)) => rogue,
@@ -866,7 +891,7 @@ impl City {
 async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
-    let mut city = start(dir.path(), 24).await;
+    let mut city = start(dir.path(), 24, SHENGLI).await;
     let tasks = city.tasks();
     assert!(
         reaches_district(&city, &tasks, Duration::from_secs(20)).await,
@@ -1244,7 +1269,7 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_authority_travels_but_takes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut city = start(dir.path(), 6).await;
+    let mut city = start(dir.path(), 6, QIANJIN).await;
     let tasks = city.tasks();
     assert!(
         reaches_district(&city, &tasks, Duration::from_secs(20)).await,
@@ -1392,7 +1417,7 @@ async fn forged_authority_travels_but_takes_nothing() {
         let (c, s) = city.forge(&neighbour_writer, now_ms(), |tx| duty(tx, "neighbour"));
         let mut msg = carrying(tasks, &c, vec![s]);
         msg.certificates = vec![certify(&neighbour_writer, &shengli, Role::Writer)];
-        let mut rogue = city.rogue().await;
+        let mut rogue = city.insider().await;
         let (_, label) = sync_outcome(&mut rogue, &city.community, &tasks, msg).await;
         // The change is set aside, so nothing proves the certificate it carried: not kept.
         let kept = !city
@@ -1453,7 +1478,7 @@ async fn forged_authority_travels_but_takes_nothing() {
         let mut msg = carrying(tasks, &c, vec![s]);
         msg.certificates = vec![certify(&approver, &district, Role::Admin)];
         msg.attestations = vec![review, approval];
-        let mut rogue = city.rogue().await;
+        let mut rogue = city.insider().await;
         let outcome = rogue.request(Request::Sync(Box::new(msg))).await;
         eprintln!("forged approval: {}", outcome.detail());
         let e = city.community.shared.engine();
@@ -1568,7 +1593,7 @@ async fn forged_authority_travels_but_takes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_documents_per_writer_are_budgeted() {
     let dir = tempfile::tempdir().unwrap();
-    let mut city = start(dir.path(), 2).await;
+    let mut city = start(dir.path(), 2, SHENGLI).await;
     let network = city.genesis.network_id();
     let qianjin = city.qianjin.id.clone();
     let writer = city.other_writer.clone();
