@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use linli_node::config::Layout;
-use linli_node::run::PeerFile;
+use linli_node::contract::PeerFile;
 use serde_json::Value;
 
 /// The `linli` binary of this workspace, built once if it is not there yet.

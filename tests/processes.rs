@@ -47,7 +47,7 @@ fn two_processes(listen: &str) {
             c.sync.anti_entropy_interval_ms = 1_000;
             c
         },
-        linli_node::engine::now_ms(),
+        linli_node::clock::now_ms(),
     )
     .unwrap();
     let district = NodeProcess::start(&p.nodes[0].dir);

@@ -11,14 +11,12 @@ use linli_crdt_model::audit::Audit;
 use linli_crdt_model::cert::{Certificate, Registration, Role};
 use linli_crdt_model::kinds::Kind;
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
-use linli_node::api::{
-    AttestRequest, AttestationView, CertView, CompareView, Created, DocView, ImportRequest,
-    Imported, IssueRequest, Issued, RegisterRequest, Registered, RevokeRequest, StatusView,
-    UnitView, VerifyView,
-};
 use linli_node::config::{Config, Layout};
-use linli_node::engine::DocSummary;
-use linli_node::shared::PeerInfo;
+use linli_node::contract::{
+    AttestRequest, AttestationView, CertView, CompareView, Created, DocSummary, DocView,
+    ImportRequest, Imported, IssueRequest, Issued, PeerInfo, RegisterRequest, Registered,
+    RevokeRequest, StatusView, UnitView, VerifyView,
+};
 use linli_node::{run, setup};
 use serde_json::Value;
 
@@ -128,7 +126,7 @@ pub fn init(ctx: &Ctx, a: InitArgs) -> anyhow::Result<ExitCode> {
         &a.network_name,
         top,
         a.net.config(id),
-        linli_node::engine::now_ms(),
+        linli_node::clock::now_ms(),
     )
     .with_context(|| format!("initialising {}", ctx.data_dir.display()))?;
     if ctx.json {

@@ -451,7 +451,7 @@ pub fn demo(ctx: &Ctx, args: DemoArgs) -> anyhow::Result<ExitCode> {
         None => std::env::temp_dir().join(format!(
             "linli-demo-{}-{}",
             std::process::id(),
-            linli_node::engine::now_ms()
+            linli_node::clock::now_ms()
         )),
     };
     let stop = stop_flag()?;

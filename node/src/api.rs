@@ -56,21 +56,26 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use linli_crdt_model::attest::{Comparison, Statement};
+use linli_crdt_model::attest::Statement;
 use linli_crdt_model::cert::{Certificate, RecordError, Registration, Role};
 use linli_crdt_model::doc::{DocId, HeaderError};
 use linli_crdt_model::document::EditRefused;
 use linli_crdt_model::keys::{self, PublicKey};
 use linli_crdt_model::kinds::{EditError, Kind};
-use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
+use linli_crdt_model::unit::UnitId;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 
-use crate::engine::{self, CreateDoc, DocSummary, Engine, Receipt, Status};
+use crate::contract::{
+    Accepted, AttestRequest, AttestationFilter, AttestationView, CertView, CompareView, CreateDoc,
+    Created, DocFilter, DocSummary, DocView, ErrorBody, ExportFormat, ExportQuery, ImportRequest,
+    Imported, IssueRequest, Issued, Op, OpError, PeerInfo, PeerRequest, Receipt, RegisterRequest,
+    Registered, RevokeRequest, StatusView, UnitView, VerifyProblem, VerifyView,
+};
+use crate::engine::{self, Engine};
 use crate::keystore::KeyFileError;
-use crate::ops::{Op, OpError};
-use crate::shared::{NetCommand, NetInfo, PeerInfo, Shared};
+use crate::shared::{NetCommand, Shared};
 
 /// Largest request body. A month's visit log imported from a spreadsheet is a few MiB of JSON.
 pub const BODY_BYTES_MAX: usize = 8 * 1024 * 1024;
@@ -84,252 +89,6 @@ pub const CERT_VALID_DAYS_MAX: u32 = 10 * 366;
 pub const NET_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 const DAY_MS: i64 = 86_400_000;
-
-// ----- wire types -----
-
-/// The body of every error response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// A stable kind, e.g. `unknown-document` (see the module docs).
-    pub error: String,
-    /// A sentence for people: what failed, naming the id, key or file, and what to do.
-    pub message: String,
-    /// For a failed batch: the index of the operation that failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub index: Option<usize>,
-    /// For a failed batch: receipts of the operations before it, which were applied and stay.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub applied: Option<Vec<Receipt>>,
-}
-
-/// `GET /v1/status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StatusView {
-    #[serde(flatten)]
-    pub status: Status,
-    /// Peers connected now.
-    pub peers: usize,
-    pub net: NetInfo,
-}
-
-/// `GET /v1/docs/{id}`: the summary and the signed header's remaining fields.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DocView {
-    #[serde(flatten)]
-    pub summary: DocSummary,
-    pub network: String,
-    pub schema_version: u32,
-    /// The key that created the document, and who holds it.
-    pub creator: String,
-    pub creator_holder: Option<String>,
-}
-
-/// `POST /v1/docs/{id}/attest`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AttestRequest {
-    pub statement: Statement,
-    /// A record inside the document (a request id) the statement is about.
-    #[serde(default)]
-    pub subject: Option<String>,
-    #[serde(default)]
-    pub note: Option<String>,
-}
-
-/// An id made by a write: a document, attestation, checkpoint or revocation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Created {
-    pub id: String,
-}
-
-/// One attestation, judged against this node's trust now.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AttestationView {
-    pub id: String,
-    pub statement: Statement,
-    pub issuer: String,
-    /// From the certificate that gave the issuer authority; `None` if none does.
-    pub holder: Option<String>,
-    pub issuer_unit: Option<String>,
-    pub doc: String,
-    pub doc_unit: String,
-    pub heads: Vec<String>,
-    pub subject: Option<String>,
-    pub at_ms: i64,
-    pub note: String,
-    /// Documents a checkpoint covers (0 for other statements).
-    pub n_checkpoint_docs: usize,
-    pub valid: bool,
-    /// Why it is not valid.
-    pub reason: Option<String>,
-}
-
-/// `GET /v1/verify`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VerifyView {
-    pub ok: bool,
-    pub problems: Vec<VerifyProblem>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VerifyProblem {
-    pub doc: String,
-    pub what: String,
-}
-
-/// `GET /v1/checkpoint/compare`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CompareView {
-    pub checkpoint: String,
-    pub rows: Vec<CompareRow>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CompareRow {
-    pub doc: String,
-    pub title: String,
-    pub comparison: Comparison,
-}
-
-/// One certificate, judged against this node's trust now.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CertView {
-    pub id: String,
-    pub subject: String,
-    pub holder: String,
-    pub unit: UnitId,
-    /// The unit's kind and name in the registered tree; `None` if it is not registered here.
-    pub unit_kind: Option<UnitKind>,
-    pub unit_name: Option<String>,
-    pub role: Role,
-    pub issuer: String,
-    pub issued_at_ms: i64,
-    pub expires_at_ms: i64,
-    /// Its chain reaches a genesis root key through registered units.
-    pub chain_valid: bool,
-    /// In force now (issued, not expired, not revoked, its chain in force).
-    #[serde(default)]
-    pub in_force: bool,
-    /// An effective revocation cuts this certificate (from some cutoff on).
-    pub revoked: bool,
-    pub expired: bool,
-}
-
-/// `POST /v1/certs/issue`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssueRequest {
-    /// The certified key, 64 hex digits.
-    pub subject: String,
-    /// A registered unit (`POST /v1/units/register` registers one).
-    pub unit: UnitId,
-    pub role: Role,
-    /// Who holds the key (王芳, or a node's label).
-    pub holder: String,
-    /// Default 365.
-    #[serde(default)]
-    pub valid_days: Option<u32>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Issued {
-    pub id: String,
-    pub certificate: Certificate,
-    /// `Certificate::encode` as hex: what `POST /v1/certs/import` takes on another node.
-    pub hex: String,
-    pub chain_valid: bool,
-    /// The other certificates of the issuer's chain, as hex: a node that imports the
-    /// certificate before it first syncs needs them to judge it.
-    #[serde(default)]
-    pub chain: Vec<String>,
-    /// `Registration::encode` as hex of the units the chain names and those above them: what
-    /// places the certificate in the unit tree on such a node.
-    #[serde(default)]
-    pub registrations: Vec<String>,
-}
-
-/// `POST /v1/certs/import`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImportRequest {
-    /// Hex of `Certificate::encode`.
-    pub certificates: Vec<String>,
-    /// Hex of `Registration::encode`: the units the certificates name.
-    #[serde(default)]
-    pub registrations: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Imported {
-    /// The id of every certificate sent, in order.
-    pub ids: Vec<String>,
-    /// How many of them were new here.
-    pub n_new: usize,
-}
-
-/// `POST /v1/certs/revoke`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RevokeRequest {
-    pub key: String,
-    pub reason: String,
-    /// The unit whose certificates (and those of the units below it) the revocation cuts;
-    /// default: the unit of the signer's administrator certificate (the top for a root key).
-    #[serde(default)]
-    pub unit: Option<UnitId>,
-    /// From when the key's signatures no longer count, ms since the epoch; default now. Not
-    /// in the future.
-    #[serde(default)]
-    pub cutoff_ms: Option<i64>,
-    /// Keep the certificates the key issued in force until they expire (a job transfer,
-    /// 工作调动). Default `false` (a lost or stolen key): they end at the cutoff too.
-    #[serde(default)]
-    pub keep_issued: bool,
-}
-
-/// `POST /v1/units/register`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RegisterRequest {
-    /// The unit below the top: id, kind (one level below its parent's) and display name.
-    pub unit: Unit,
-}
-
-/// A signed registration, as `POST /v1/units/register` returns it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Registered {
-    /// The registration's record id.
-    pub id: String,
-    pub unit: Unit,
-    pub issuer: String,
-    pub at_ms: i64,
-}
-
-/// `GET /v1/units`: one unit of the registered tree.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UnitView {
-    pub id: UnitId,
-    pub kind: UnitKind,
-    pub name: String,
-    pub parent: Option<UnitId>,
-    /// The registration in force; `None` for the top unit, which the genesis names.
-    pub registration: Option<String>,
-}
-
-/// `POST /v1/admin/block` and `/unblock`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PeerRequest {
-    /// A libp2p peer id (`12D3KooW…`).
-    pub peer: String,
-}
-
-/// The answer to an admin command: queued for the network loop, not yet done.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Accepted {
-    pub accepted: String,
-    pub peer: Option<String>,
-}
 
 // ----- errors -----
 
@@ -769,14 +528,6 @@ async fn verify(State(app): State<App>) -> Result<Json<VerifyView>, ApiError> {
 
 // ----- handlers: documents -----
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DocFilter {
-    kind: Option<String>,
-    unit: Option<String>,
-    period: Option<String>,
-}
-
 async fn list_docs(
     State(app): State<App>,
     Q(filter): Q<DocFilter>,
@@ -863,23 +614,6 @@ async fn audit(
         Ok(Json(e.audit(&id)?))
     })
     .await
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum ExportFormat {
-    /// `Document::save()`: loads with `automerge::AutoCommit::load`.
-    #[default]
-    Automerge,
-    /// The typed state, as `GET /v1/docs/{id}/state` returns it.
-    Json,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ExportQuery {
-    #[serde(default)]
-    format: ExportFormat,
 }
 
 async fn export(
@@ -1012,7 +746,7 @@ fn check_statement(
 ) -> Result<(), ApiError> {
     let key = signer_key(e, person)?;
     e.trust()
-        .authorize(&key, engine::now_ms(), |u, role| {
+        .authorize(&key, crate::clock::now_ms(), |u, role| {
             statement.permits(role, &u.id, u.kind, doc_unit)
         })
         .map(drop)
@@ -1068,12 +802,6 @@ async fn attest(
             id: aid.to_string(),
         }),
     ))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AttestationFilter {
-    doc: Option<String>,
 }
 
 async fn attestations(
@@ -1160,7 +888,7 @@ async fn compare_checkpoint(State(app): State<App>) -> Result<Json<CompareView>,
     with_engine(&app, |e| {
         if e
             .attestations()
-            .latest_checkpoint(e.trust(), engine::now_ms(), e.limits().clock_skew_ms_max)
+            .latest_checkpoint(e.trust(), crate::clock::now_ms(), e.limits().clock_skew_ms_max)
             .is_none()
         {
             return Err(ApiError::new(
@@ -1170,17 +898,7 @@ async fn compare_checkpoint(State(app): State<App>) -> Result<Json<CompareView>,
             ));
         }
         let (checkpoint, rows) = e.compare_checkpoint()?;
-        Ok(Json(CompareView {
-            checkpoint,
-            rows: rows
-                .into_iter()
-                .map(|r| CompareRow {
-                    doc: r.doc,
-                    title: r.title,
-                    comparison: r.comparison,
-                })
-                .collect(),
-        }))
+        Ok(Json(CompareView { checkpoint, rows }))
     })
     .await
 }
@@ -1198,7 +916,7 @@ fn parse_key(what: &str, s: &str) -> Result<PublicKey, ApiError> {
 
 async fn certs(State(app): State<App>) -> Result<Json<Vec<CertView>>, ApiError> {
     with_engine(&app, |e| {
-        let now = engine::now_ms();
+        let now = crate::clock::now_ms();
         let trust = e.trust();
         let mut out: Vec<CertView> = trust
             .certificates()
@@ -1256,7 +974,7 @@ async fn issue_cert(
                 return Err(engine::Error::Unregistered(unit).into());
             }
             e.trust()
-                .authorize(&issuer, engine::now_ms(), |u, role| {
+                .authorize(&issuer, crate::clock::now_ms(), |u, role| {
                     role == Role::Admin && u.id.is_at_or_above(&unit)
                 })
                 .map_err(|d| {
@@ -1412,7 +1130,7 @@ async fn revoke(
             let issuer = signer_key(&mut e, person)?;
             let scope = req.unit.clone();
             e.trust()
-                .authorize(&issuer, engine::now_ms(), |u, role| {
+                .authorize(&issuer, crate::clock::now_ms(), |u, role| {
                     role == Role::Admin
                         && match &scope {
                             Some(s) => u.id.is_at_or_above(s),

@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use automerge::{ActorId, ChangeHash, sync};
 use linli_crdt_model::attest::{
@@ -27,22 +26,14 @@ use linli_crdt_model::kinds::{self, Kind};
 use linli_crdt_model::trust::Trust;
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_crdt_model::wire;
-use serde::{Deserialize, Serialize};
 
+use crate::clock::now_ms;
 use crate::config::{Config, ConfigError, Layout};
+use crate::contract::{CompareRow, CreateDoc, DocSummary, Op, OpError, Person, Receipt, Status};
 use crate::keystore::{self, KeyFileError, Keystore};
 use crate::metrics::Metrics;
-use crate::ops::{Op, OpError};
 use crate::protocol::{Hello, Inventory, InventoryEntry, PROTOCOL_VERSION, SyncMessage};
 use crate::store::{self, Store};
-
-/// Milliseconds since the Unix epoch, by this machine's clock.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 fn fresh_actor() -> ActorId {
     ActorId::from(keystore::random_seed()[..16].to_vec())
@@ -241,74 +232,6 @@ pub struct Synced {
     /// The keys whose signed work was taken (the authors of the changes, the creator of a
     /// header judged here): the records the message carried may prove these and no others.
     proven: Vec<PublicKey>,
-}
-
-/// A summary row of a document.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DocSummary {
-    pub id: String,
-    pub kind: Kind,
-    pub unit: String,
-    pub scope: String,
-    pub title: String,
-    pub period: Option<String>,
-    pub created_at_ms: i64,
-    pub n_changes: usize,
-    pub heads: Vec<String>,
-}
-
-/// What a create call asks for.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CreateDoc {
-    pub kind: Kind,
-    pub title: String,
-    pub scope: Option<Scope>,
-    /// `"YYYY-MM"` for a visit log.
-    pub period: Option<String>,
-    /// For minutes: the meeting's form, topic and so on.
-    pub minutes: Option<kinds::minutes::Meta>,
-}
-
-/// What an acknowledged edit did. Returned only after it is on disk.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Receipt {
-    pub doc: String,
-    pub change: String,
-    pub record: Option<String>,
-    pub author: String,
-}
-
-/// The node as a whole, for `status`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Status {
-    pub network: String,
-    pub network_name: String,
-    pub unit: String,
-    pub unit_name: String,
-    pub unit_kind: UnitKind,
-    pub node_key: String,
-    pub documents: usize,
-    pub changes: usize,
-    pub certificates: usize,
-    pub attestations: usize,
-    pub people: Vec<Person>,
-    pub heads_digest: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Person {
-    pub handle: String,
-    pub key: String,
-    pub holder: Option<String>,
-    pub role: Option<String>,
-}
-
-/// One document compared against a checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckpointRow {
-    pub doc: String,
-    pub title: String,
-    pub comparison: Comparison,
 }
 
 /// The state of one node.
@@ -1014,7 +937,7 @@ impl Engine {
     }
 
     /// Compare every document held with the newest checkpoint.
-    pub fn compare_checkpoint(&mut self) -> Result<(String, Vec<CheckpointRow>), Error> {
+    pub fn compare_checkpoint(&mut self) -> Result<(String, Vec<CompareRow>), Error> {
         let (cid, cp) = self
             .attestations
             .latest_checkpoint(&self.trust, now_ms(), self.limits.clock_skew_ms_max)
@@ -1037,7 +960,7 @@ impl Engine {
                     })
                 }
             };
-            rows.push(CheckpointRow {
+            rows.push(CompareRow {
                 doc: id.to_string(),
                 title,
                 comparison,
@@ -1045,7 +968,7 @@ impl Engine {
         }
         for e in &cp.body.checkpoint {
             if !self.docs.contains_key(&e.doc) && e.scope.may_hold(&e.unit, &self.unit.id) {
-                rows.push(CheckpointRow {
+                rows.push(CompareRow {
                     doc: e.doc.to_string(),
                     title: String::new(),
                     comparison: Comparison::Missing,

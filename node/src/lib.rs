@@ -5,12 +5,13 @@
 //! `net` and `api` do network I/O, only `store` and `keystore` touch the disk.
 
 pub mod api;
+pub mod clock;
 pub mod config;
+pub mod contract;
 pub mod engine;
 pub mod keystore;
 pub mod metrics;
 pub mod net;
-pub mod ops;
 pub mod protocol;
 pub mod run;
 pub mod setup;

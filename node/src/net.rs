@@ -26,10 +26,12 @@ use linli_crdt_model::unit::Unit;
 use tokio::sync::mpsc;
 use tracing::{debug, info, info_span, warn};
 
+use crate::clock::now_ms;
 use crate::config::Config;
-use crate::engine::{SyncRefused, Synced, now_ms};
+use crate::contract::PeerInfo;
+use crate::engine::{SyncRefused, Synced};
 use crate::protocol::{self, Announce, Request, Response, SetAsideNote, SyncMessage};
-use crate::shared::{NetCommand, PeerInfo, Shared};
+use crate::shared::{NetCommand, Shared};
 
 /// Which transports a swarm uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

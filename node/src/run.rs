@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use libp2p::{Multiaddr, PeerId};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::Layout;
+use crate::contract::PeerFile;
 use crate::engine::{self, Engine};
 use crate::keystore::{self, KeyFileError};
 use crate::net::{self, Net, Transports};
@@ -34,16 +34,6 @@ impl Default for Options {
             bootstrap: Vec::new(),
         }
     }
-}
-
-/// What a running node tells the world about itself (`peer.json` in its data directory).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PeerFile {
-    pub peer_id: String,
-    pub listen: Vec<String>,
-    pub api: String,
-    pub unit: String,
-    pub pid: u32,
 }
 
 /// A node running in this process.

@@ -3,9 +3,9 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::contract::{NetInfo, PeerInfo};
 use crate::engine::Engine;
 
 /// Commands the API sends to the network loop.
@@ -20,28 +20,6 @@ pub enum NetCommand {
     SyncNow,
     /// Announce documents changed by a local edit.
     Announce,
-}
-
-/// A connected (or blocked) peer, as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PeerInfo {
-    pub peer_id: String,
-    /// The peer's unit, once its hello was accepted.
-    pub unit: Option<String>,
-    pub unit_name: Option<String>,
-    pub addresses: Vec<String>,
-    pub connected: bool,
-    pub blocked: bool,
-    pub rtt_ms: Option<u64>,
-    pub last_seen_ms: Option<i64>,
-    pub offences: u32,
-}
-
-/// Facts about the running network side.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct NetInfo {
-    pub peer_id: String,
-    pub listen: Vec<String>,
 }
 
 /// Shared by the network loop and the API.

@@ -17,10 +17,11 @@ use linli_crdt_model::kinds::Kind;
 use linli_crdt_model::sync::Signatures;
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_crdt_model::wire;
+use linli_node::clock::now_ms;
 use linli_node::config::{Config, Layout};
-use linli_node::engine::{CreateDoc, Engine, HELLO_RECORDS_MAX, SyncRefused, now_ms};
+use linli_node::contract::{CreateDoc, Op};
+use linli_node::engine::{Engine, HELLO_RECORDS_MAX, SyncRefused};
 use linli_node::keystore;
-use linli_node::ops::Op;
 use linli_node::protocol::{SetAsideNote, SyncMessage};
 use linli_node::setup::{self, PlanPerson, PlanUnit};
 

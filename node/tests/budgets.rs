@@ -17,9 +17,10 @@ use linli_crdt_model::kinds::Kind;
 use linli_crdt_model::sync::Signatures;
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_crdt_model::wire;
+use linli_node::clock::now_ms;
 use linli_node::config::Config;
-use linli_node::engine::{CreateDoc, Engine, SyncRefused, now_ms};
-use linli_node::ops::Op;
+use linli_node::contract::{CreateDoc, Op};
+use linli_node::engine::{Engine, SyncRefused};
 use linli_node::protocol::{Inventory, InventoryEntry, SyncMessage};
 use linli_node::setup;
 

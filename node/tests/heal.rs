@@ -29,9 +29,9 @@ use linli_crdt_model::doc::DocId;
 use linli_crdt_model::kinds::{self, Kind};
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_node::config::Config;
+use linli_node::contract::Op;
 use linli_node::engine::Engine;
 use linli_node::net::Transports;
-use linli_node::ops::Op;
 use linli_node::protocol::{self, Request, Response};
 use linli_node::run::{self, Options, Running};
 use linli_node::setup::{self, PlanUnit};
@@ -87,7 +87,7 @@ async fn start(dir: &Path) -> Vec<Running> {
         "铁东区邻里网",
         &plan(),
         config,
-        linli_node::engine::now_ms(),
+        linli_node::clock::now_ms(),
     )
     .unwrap();
     let mut out = Vec::new();
@@ -336,7 +336,7 @@ async fn hello_lost_with_its_connection_is_sent_again() {
         "铁东区邻里网",
         &plan(),
         config,
-        linli_node::engine::now_ms(),
+        linli_node::clock::now_ms(),
     )
     .unwrap();
     let port = MEMORY_PORT.fetch_add(1, Ordering::Relaxed);

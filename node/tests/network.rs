@@ -13,9 +13,9 @@ use linli_crdt_model::doc::DocId;
 use linli_crdt_model::kinds::{self, Kind};
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_node::config::Config;
-use linli_node::engine::{CreateDoc, Engine};
+use linli_node::contract::{CreateDoc, Op};
+use linli_node::engine::Engine;
 use linli_node::net::Transports;
-use linli_node::ops::Op;
 use linli_node::run::{self, Options, Running};
 use linli_node::setup::{self, PlanPerson, PlanUnit};
 use linli_node::shared::NetCommand;
@@ -109,7 +109,7 @@ async fn start_city(dir: &Path, plan: &[PlanUnit]) -> Vec<Node> {
         "铁东区邻里网",
         plan,
         config,
-        linli_node::engine::now_ms(),
+        linli_node::clock::now_ms(),
     )
     .unwrap();
     let mut nodes: Vec<Node> = Vec::new();

@@ -38,11 +38,12 @@ use linli_crdt_model::kinds::{self, Kind};
 use linli_crdt_model::sync::Signatures;
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_crdt_model::wire;
+use linli_node::clock::now_ms;
 use linli_node::config::{Config, Layout};
-use linli_node::engine::{CreateDoc, Engine, now_ms};
+use linli_node::contract::{CreateDoc, Op};
+use linli_node::engine::Engine;
 use linli_node::keystore;
 use linli_node::net::{self, Transports};
-use linli_node::ops::Op;
 use linli_node::protocol::{self, Hello, Request, Response, SetAsideNote, SyncMessage};
 use linli_node::run::{self, Options, Running};
 use linli_node::setup::{self, PlanPerson, PlanUnit, Provisioned};
@@ -345,7 +346,7 @@ async fn an_honest_relay_of_a_change_revoked_after_it_took_it() {
             Some("liqiang"),
         )
         .unwrap();
-        let hash = |r: &linli_node::engine::Receipt| ChangeHash(hex_32(&r.change));
+        let hash = |r: &linli_node::contract::Receipt| ChangeHash(hex_32(&r.change));
         (log, tasks, hash(&visit), hash(&on_top), t)
     };
     let mut log_before_visit = {

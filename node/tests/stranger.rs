@@ -36,8 +36,9 @@ use linli_crdt_model::keys::SecretKey;
 use linli_crdt_model::sync::Signatures;
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_crdt_model::wire;
+use linli_node::clock::now_ms;
 use linli_node::config::{Config, Layout};
-use linli_node::engine::{Engine, HELLO_RECORDS_MAX, now_ms};
+use linli_node::engine::{Engine, HELLO_RECORDS_MAX};
 use linli_node::keystore;
 use linli_node::net::{self, Transports};
 use linli_node::protocol::{self, Hello, Request, Response, SyncMessage};
@@ -911,7 +912,7 @@ async fn a_nodes_sessions_with_a_member_stop_at_the_concurrent_budget() {
         node.shared
             .engine()
             .create(
-                linli_node::engine::CreateDoc {
+                linli_node::contract::CreateDoc {
                     kind: linli_crdt_model::kinds::Kind::Convention,
                     title: format!("区公约{i}"),
                     scope: None,

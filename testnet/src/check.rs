@@ -7,6 +7,7 @@
 //! for convergence before judging. Equal heads mean equal histories, so an acknowledged change is
 //! looked up once per distinct set of heads, not once per node.
 
+use linli_node::contract::{AttestationView, DocSummary, VerifyView};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,8 +15,6 @@ use std::time::{Duration, Instant};
 use linli_crdt_model::audit::Audit;
 use linli_crdt_model::doc::Scope;
 use linli_crdt_model::unit::UnitId;
-use linli_node::api::{AttestationView, VerifyView};
-use linli_node::engine::DocSummary;
 use serde::{Deserialize, Serialize};
 
 use crate::client::Client;

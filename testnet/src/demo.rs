@@ -6,15 +6,13 @@
 //! (每月至少上门走访一次). Every write goes into `acked.jsonl` like load's, so `testnet check`
 //! covers the seed too.
 
+use linli_node::contract::{CreateDoc, DocSummary, DocView, Op};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use linli_crdt_model::attest::Statement;
 use linli_crdt_model::kinds::{Kind, convention, minutes, tasks, visits};
 use linli_crdt_model::unit::UnitKind;
-use linli_node::api::DocView;
-use linli_node::engine::{CreateDoc, DocSummary};
-use linli_node::ops::Op;
 use serde::{Deserialize, Serialize};
 
 use crate::load::{self, Rng, Site, Writer};
@@ -73,7 +71,7 @@ fn wait_for(what: &str, mut ok: impl FnMut() -> bool) -> Result<Duration, Error>
 /// Write the sample records into the running testnet in DIR.
 pub fn seed(dir: &Path, progress: Progress<'_>) -> Result<Seeded, Error> {
     let state = State::load(dir)?;
-    let now = linli_node::engine::now_ms();
+    let now = linli_node::clock::now_ms();
     let month = time::month(now);
     let mut rng = Rng::new(20_211_001);
     let w = Writer::open(dir)?;
@@ -475,7 +473,7 @@ fn seed_visits(
 /// This month's visit coverage of every community, as its own node sees it.
 pub fn coverage(dir: &Path) -> Result<Vec<Coverage>, Error> {
     let state = State::load(dir)?;
-    let month = time::month(linli_node::engine::now_ms());
+    let month = time::month(linli_node::clock::now_ms());
     let mut out = Vec::new();
     for n in state.nodes.iter().filter(|n| n.kind == UnitKind::Community) {
         let client = crate::client::Client::of(&n.data_dir);

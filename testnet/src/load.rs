@@ -11,6 +11,9 @@
 //! edit that failed was never acknowledged and is not logged. A node that does not answer is
 //! counted and skipped; the load goes on with the others.
 
+use linli_node::contract::{
+    AttestRequest, CreateDoc, Created, DocSummary, Op, Receipt, StatusView,
+};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
@@ -23,9 +26,6 @@ use linli_crdt_model::attest::Statement;
 use linli_crdt_model::doc::Scope;
 use linli_crdt_model::kinds::{Kind, minutes, tasks, visits};
 use linli_crdt_model::unit::{UnitId, UnitKind};
-use linli_node::api::{AttestRequest, Created, StatusView};
-use linli_node::engine::{CreateDoc, DocSummary, Receipt};
-use linli_node::ops::Op;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{ApiError, Client};
@@ -397,7 +397,7 @@ impl Writer {
                     record: None,
                     change: None,
                     attestation: None,
-                    at_ms: linli_node::engine::now_ms(),
+                    at_ms: linli_node::clock::now_ms(),
                 })?;
                 site.scopes.insert(c.id.clone(), scope);
                 Ok(Some(c.id))
@@ -435,7 +435,7 @@ impl Writer {
                     record: r.record.clone(),
                     change: Some(r.change.clone()),
                     attestation: None,
-                    at_ms: linli_node::engine::now_ms(),
+                    at_ms: linli_node::clock::now_ms(),
                 })?;
                 // An id the node made stands in for "done" too.
                 Ok(Some(r.record.unwrap_or_default()))
@@ -484,7 +484,7 @@ impl Writer {
                     record: None,
                     change: None,
                     attestation: Some(c.id.clone()),
-                    at_ms: linli_node::engine::now_ms(),
+                    at_ms: linli_node::clock::now_ms(),
                 })?;
                 Ok(Some(c.id))
             }
@@ -630,9 +630,9 @@ pub fn load(dir: &Path, opts: &LoadOptions, progress: Progress<'_>) -> Result<Lo
     let state = State::load(dir)?;
     let seed = opts
         .seed
-        .unwrap_or_else(|| linli_node::engine::now_ms() as u64 ^ u64::from(std::process::id()));
+        .unwrap_or_else(|| linli_node::clock::now_ms() as u64 ^ u64::from(std::process::id()));
     let w = Writer::open(dir)?;
-    let now = linli_node::engine::now_ms();
+    let now = linli_node::clock::now_ms();
     let month = time::month(now);
     let communities: Vec<String> = state
         .nodes

@@ -13,11 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use linli_crdt_model::unit::{UnitId, UnitKind};
-use linli_node::api::{PeerRequest, StatusView};
 use linli_node::config::{Config, Layout};
-use linli_node::run::PeerFile;
+use linli_node::contract::{PeerFile, PeerInfo, PeerRequest, StatusView};
 use linli_node::setup;
-use linli_node::shared::PeerInfo;
 use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
@@ -90,7 +88,7 @@ pub fn up(
         &topology.network,
         &plan,
         |u| config_for(topology, u),
-        linli_node::engine::now_ms(),
+        linli_node::clock::now_ms(),
     )?;
     progress(Event::Step(plan.len() as u64));
     progress(Event::End);
@@ -98,7 +96,7 @@ pub fn up(
         format: state::FORMAT,
         network: topology.network.clone(),
         binary: binary.clone(),
-        created_at_ms: linli_node::engine::now_ms(),
+        created_at_ms: linli_node::clock::now_ms(),
         nodes: provisioned
             .nodes
             .iter()

@@ -18,9 +18,9 @@ use linli_crdt_model::doc::{DocId, Scope};
 use linli_crdt_model::kinds::{self, Kind};
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_node::config::Config;
-use linli_node::engine::{CreateDoc, Engine};
+use linli_node::contract::{CreateDoc, Op};
+use linli_node::engine::Engine;
 use linli_node::net::Transports;
-use linli_node::ops::Op;
 use linli_node::run::{self, Options, Running};
 use linli_node::setup::{self, PlanPerson, PlanUnit};
 use linli_node::shared::NetCommand;
@@ -96,7 +96,7 @@ async fn start_city(dir: &Path) -> Vec<Node> {
         "铁东区邻里网",
         &city_plan(),
         config,
-        linli_node::engine::now_ms(),
+        linli_node::clock::now_ms(),
     )
     .expect("provision the city");
     let mut nodes = Vec::new();

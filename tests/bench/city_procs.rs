@@ -9,6 +9,7 @@
 //! testnet is healed, and the time runs until every node that may hold one of the written
 //! documents holds it with the same heads. Only those documents are polled, on those nodes.
 
+use linli_node::contract::{CreateDoc, DocSummary, Op, PeerInfo, Receipt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -19,9 +20,6 @@ use anyhow::{Context as _, bail};
 use linli_crdt_model::doc::Scope;
 use linli_crdt_model::kinds::{self, Kind};
 use linli_crdt_model::unit::UnitId;
-use linli_node::engine::{CreateDoc, DocSummary, Receipt};
-use linli_node::ops::Op;
-use linli_node::shared::PeerInfo;
 use linli_testnet::client::Client;
 use linli_testnet::net::par_map;
 use linli_testnet::{State, Topology};

@@ -3,6 +3,7 @@
 //! is `linli attest file` by the street's or district's approver; `show` says whether the
 //! current text is still the filed one.
 
+use linli_node::contract::{CertView, CreateDoc, DocSummary, Op};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
@@ -10,9 +11,6 @@ use anyhow::bail;
 use clap::Subcommand;
 use linli_crdt_model::audit::{Audit, Filing};
 use linli_crdt_model::kinds::{self, Kind, convention::Method};
-use linli_node::api::CertView;
-use linli_node::engine::{CreateDoc, DocSummary};
-use linli_node::ops::Op;
 use serde::{Deserialize, Serialize};
 
 use super::{Node, choice, json_ok, now_ms, ok};

@@ -2,6 +2,7 @@
 //! residents' input through opinions and decisions to publication (seed 000 §二(一), 001,
 //! 004 (七)). Stages only move forward; published decisions no longer change.
 
+use linli_node::contract::{CreateDoc, DocSummary, Op};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
@@ -10,8 +11,6 @@ use linli_crdt_model::kinds::Kind;
 use linli_crdt_model::kinds::minutes::{
     Decision, FollowUp, Form, Meeting, Meta, Opinion, Participant, Stage, TopicSource,
 };
-use linli_node::engine::{CreateDoc, DocSummary};
-use linli_node::ops::Op;
 use serde::{Deserialize, Serialize};
 
 use super::{Node, choice, date, json_ok, ok};

@@ -3,7 +3,7 @@
 //! and the overview a street or district officer reads.
 //!
 //! Every command here talks to the running node through its API: reads take the typed state
-//! (`GET /v1/docs/{id}/state`), writes send typed operations (`linli_node::ops::Op`) signed by
+//! (`GET /v1/docs/{id}/state`), writes send typed operations (`linli_node::contract::Op`) signed by
 //! `--as PERSON` (default: the node). This module holds what the kinds share: finding this
 //! unit's own documents, sending operations, dates and months, and choices from the model's
 //! enumerations.
@@ -14,15 +14,15 @@ mod overview;
 mod tasks;
 mod visits;
 
+use linli_node::contract::{
+    CreateDoc, Created, DocSummary, DocView, Op, Receipt, StatusView, UnitView,
+};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use linli_crdt_model::kinds::{self, Kind};
-use linli_node::api::{Created, DocView, StatusView, UnitView};
-use linli_node::engine::{CreateDoc, DocSummary, Receipt};
-use linli_node::ops::Op;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -4,6 +4,7 @@
 //! the "aggregated upward, not re-typed" view of seed 001 and 004 (二十三), computed from the
 //! documents the node already holds; nobody reports anything for it.
 
+use linli_node::contract::{DocSummary, PeerInfo};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::ExitCode;
 
@@ -11,8 +12,6 @@ use clap::Args;
 use linli_crdt_model::audit::{Audit, Filing};
 use linli_crdt_model::kinds::Kind;
 use linli_crdt_model::unit::UnitId;
-use linli_node::engine::DocSummary;
-use linli_node::shared::PeerInfo;
 use serde::Serialize;
 
 use super::convention::filing;

@@ -11,6 +11,7 @@
 //! Whistles: each unit writes only its own documents, so a whistle lives in the raising unit's
 //! task list and a response in the responder's, pointing back by document and whistle id.
 
+use linli_node::contract::{AttestRequest, AttestationView, Created, Op};
 use std::collections::HashMap;
 use std::process::ExitCode;
 
@@ -22,8 +23,6 @@ use linli_crdt_model::kinds::tasks::{
     Category, List, NewTask, NewWhistle, Rating, Request, Status,
 };
 use linli_crdt_model::unit::UnitId;
-use linli_node::api::{AttestRequest, AttestationView, Created};
-use linli_node::ops::Op;
 use serde::Serialize;
 
 use super::{Node, choice, date, json_ok, ok, or_dash, pick, today};
