@@ -6,9 +6,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use linli_node::client::Client;
 use linli_node::config::Layout;
 use linli_node::contract::PeerFile;
-use serde_json::Value;
 
 /// The `linli` binary of this workspace, built once if it is not there yet.
 pub fn linli_bin() -> PathBuf {
@@ -64,7 +64,7 @@ impl NodeProcess {
     fn wait_api(&self, within: Duration) {
         let start = Instant::now();
         loop {
-            if Layout::new(&self.dir).peer_info().exists() && self.api().get("/v1/status").is_ok() {
+            if Layout::new(&self.dir).peer_info().exists() && self.api().status().is_ok() {
                 return;
             }
             assert!(
@@ -82,8 +82,9 @@ impl NodeProcess {
         serde_json::from_str(&text).expect("peer.json parses")
     }
 
-    pub fn api(&self) -> Api {
-        Api::of(&self.dir)
+    /// The node's API, through the client the CLI and the testnet use.
+    pub fn api(&self) -> Client {
+        Client::of_dir(&self.dir).with_timeout(Duration::from_secs(10))
     }
 
     /// SIGKILL, as a crash.
@@ -96,55 +97,6 @@ impl NodeProcess {
 impl Drop for NodeProcess {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// A minimal client for a node's API.
-#[derive(Debug, Clone)]
-pub struct Api {
-    base: String,
-    token: String,
-}
-
-impl Api {
-    pub fn of(dir: &Path) -> Api {
-        let layout = Layout::new(dir);
-        let addr = std::fs::read_to_string(layout.api_addr()).unwrap_or_default();
-        let token = std::fs::read_to_string(layout.api_token()).unwrap_or_default();
-        Api {
-            base: format!("http://{}", addr.trim()),
-            token: token.trim().to_owned(),
-        }
-    }
-
-    fn agent() -> ureq::Agent {
-        ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(10)))
-            .build()
-            .into()
-    }
-
-    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let mut r = Self::agent()
-            .get(format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .call()?;
-        let status = r.status();
-        let v: Value = r.body_mut().read_json()?;
-        anyhow::ensure!(status.is_success(), "{path}: {status} {v}");
-        Ok(v)
-    }
-
-    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
-        let mut r = Self::agent()
-            .post(format!("{}{path}", self.base))
-            .header("Authorization", format!("Bearer {}", self.token))
-            .send_json(body)?;
-        let status = r.status();
-        let v: Value = r.body_mut().read_json()?;
-        anyhow::ensure!(status.is_success(), "{path}: {status} {v}");
-        Ok(v)
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use linli_crdt_model::cert::Role;
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_node::config::Config;
+use linli_node::contract::{DocFilter, Op};
 use linli_node::setup::{self, PlanPerson, PlanUnit};
 use linli_tests::{NodeProcess, wait_until};
 use serde_json::json;
@@ -70,11 +71,8 @@ fn two_processes(listen: &str) {
         || {
             street
                 .api()
-                .get("/v1/peers")
-                .map(|v| {
-                    v.as_array()
-                        .is_some_and(|a| a.iter().any(|p| p["unit"] == "tiedong"))
-                })
+                .peers()
+                .map(|peers| peers.iter().any(|p| p.unit.as_deref() == Some("tiedong")))
                 .unwrap_or(false)
         },
     );
@@ -82,29 +80,31 @@ fn two_processes(listen: &str) {
 
     let docs = street
         .api()
-        .get("/v1/docs?kind=task-list&unit=tiedong/jiefang")
+        .docs(&DocFilter {
+            kind: Some("task-list".to_owned()),
+            unit: Some("tiedong/jiefang".to_owned()),
+            period: None,
+        })
         .unwrap();
-    let tasks = docs[0]["id"].as_str().unwrap().to_owned();
-    let op = json!({"op": "whistle-raise", "id": "w1", "whistle": {"title": "道路积水", "description": "雨后积水", "to_unit": "tiedong", "raised_by": "孙备"}});
-    street
-        .api()
-        .post(&format!("/v1/docs/{tasks}/ops?as=sunbei"), &op)
-        .unwrap();
+    let tasks = docs[0].id.clone();
+    // The operation as a script would send it, in JSON.
+    let op: Op = serde_json::from_value(json!({"op": "whistle-raise", "id": "w1", "whistle": {"title": "道路积水", "description": "雨后积水", "to_unit": "tiedong", "raised_by": "孙备"}})).unwrap();
+    street.api().apply(&tasks, &op, Some("sunbei")).unwrap();
     let t = wait_until(
         "the street's whistle to reach the district",
         Duration::from_secs(30),
         || {
             district
                 .api()
-                .get(&format!("/v1/docs/{tasks}/state"))
+                .state::<serde_json::Value>(&tasks)
                 .map(|s| s["whistles"]["w1"]["title"] == "道路积水")
                 .unwrap_or(false)
         },
     );
     eprintln!("{listen}: edit reached the district after {t:?}");
     for n in [&district, &street] {
-        let v = n.api().get("/v1/verify").unwrap();
-        assert_eq!(v["ok"], true, "{v}");
+        let v = n.api().verify().unwrap();
+        assert!(v.ok, "{:?}", v.problems);
     }
 }
 

@@ -10,9 +10,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use expect_test::expect;
+use linli_crdt_model::kinds::{self, Kind};
 use linli_crdt_model::testkit::Net;
 use linli_node::api::{self, BODY_BYTES_MAX, OPS_PER_BATCH_MAX};
+use linli_node::client::{Client, Error as ClientError};
 use linli_node::config::{Config, Layout};
+use linli_node::contract::{CreateDoc, DocFilter, ExportFormat, Op};
 use linli_node::engine::Engine;
 use linli_node::keystore::Keystore;
 use linli_node::shared::{NetCommand, Shared};
@@ -790,5 +793,182 @@ async fn metrics_are_prometheus_text() {
     assert!(
         text.contains("linli_documents 2"),
         "ledger and task list: {text}"
+    );
+}
+
+// ----- the one client, over a real socket -----
+
+impl Node {
+    /// Serve the API on a loopback port; a client of it with the token.
+    async fn serve(&self) -> Client {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let addr = listener.local_addr().expect("its address");
+        let app = self.app.clone();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Client::new(&addr.to_string(), TOKEN)
+    }
+}
+
+/// Run the blocking client off the runtime that serves the API.
+async fn off<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.expect("client call")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_speaks_the_routes_typed() {
+    let mut node = Node::new();
+    let client = node.serve().await;
+    let (status, units, certs, created) = off({
+        let c = client.clone();
+        move || {
+            let created = c
+                .create_doc(
+                    &CreateDoc {
+                        kind: Kind::VisitLog,
+                        title: "胜利社区 2026-11 走访记录".to_owned(),
+                        scope: None,
+                        period: Some("2026-11".to_owned()),
+                        minutes: None,
+                    },
+                    Some("wangfang"),
+                )
+                .expect("created");
+            (
+                c.status().expect("status"),
+                c.units().expect("units"),
+                c.certs().expect("certs"),
+                created,
+            )
+        }
+    })
+    .await;
+    assert_eq!(status.status.unit, "tiedong/jiefang/shengli");
+    assert!(
+        units
+            .iter()
+            .any(|u| u.id.as_str() == "tiedong/jiefang/shengli")
+    );
+    assert!(!certs.is_empty());
+
+    let id = created.id.clone();
+    let (receipt, batch, log, doc, audit, json, bytes, listed) = off({
+        let c = client.clone();
+        move || {
+            let op = |h: &str| Op::VisitAssign {
+                household_id: h.to_owned(),
+                assignment: kinds::visits::Assignment {
+                    worker: "王芳".to_owned(),
+                    household_name: format!("住户{h}"),
+                    kind: kinds::visits::HouseholdKind::Household,
+                    grid: None,
+                    address: "胜利路".to_owned(),
+                },
+            };
+            let receipt = c.apply(&id, &op("h1"), Some("wangfang")).expect("applied");
+            let batch = c
+                .apply_batch(&id, &[op("h2"), op("h3")], Some("wangfang"))
+                .expect("batch");
+            (
+                receipt,
+                batch,
+                c.state::<kinds::visits::Log>(&id).expect("typed state"),
+                c.doc(&id[..12]).expect("by prefix"),
+                c.audit(&id).expect("audit"),
+                c.export(&id, ExportFormat::Json).expect("json export"),
+                c.export(&id, ExportFormat::Automerge)
+                    .expect("automerge export"),
+                c.docs(&DocFilter {
+                    kind: Some("visit-log".to_owned()),
+                    ..DocFilter::default()
+                })
+                .expect("listed"),
+            )
+        }
+    })
+    .await;
+    assert_eq!(receipt.doc, created.id);
+    assert_eq!(batch.len(), 2);
+    assert_eq!(log.assignments.len(), 3);
+    assert_eq!(doc.summary.id, created.id);
+    assert_eq!(audit.changes.len(), 4, "creation and three edits");
+    let json: Value = serde_json::from_slice(&json).expect("JSON export");
+    assert_eq!(json["assignments"].as_object().map(|m| m.len()), Some(3));
+    automerge::AutoCommit::load(&bytes).expect("Automerge export loads");
+    assert_eq!(listed.len(), 1);
+
+    let sent = off({
+        let c = client.clone();
+        move || c.sync_now().expect("accepted")
+    })
+    .await;
+    assert_eq!(sent.accepted, "sync");
+    // The edits' announcements come first.
+    assert!(
+        std::iter::from_fn(|| node.net.try_recv().ok()).any(|c| matches!(c, NetCommand::SyncNow))
+    );
+    let metrics = off(move || client.metrics().expect("metrics")).await;
+    assert!(metrics.contains("linli_documents 3"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_tells_no_answer_a_refusal_and_a_misunderstanding_apart() {
+    let node = Node::new();
+    let client = node.serve().await;
+    let id = node.visit_log().await;
+    let errors = off({
+        let c = client.clone();
+        move || {
+            [
+                c.doc("ffffffff").expect_err("no such document"),
+                // Whatever a person types stays one path segment: this is not /v1/status.
+                c.doc("../status").expect_err("not an id"),
+                c.apply(&id, &Op::Publish, Some("王 芳"))
+                    .expect_err("unknown person"),
+                c.state::<Vec<u8>>(&id).expect_err("not a list of bytes"),
+            ]
+        }
+    })
+    .await;
+    let kinds: Vec<_> = errors.iter().map(|e| (e.status(), e.kind())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (Some(404), Some("unknown-document")),
+            (Some(400), Some("bad-document-id")),
+            (Some(404), Some("unknown-person")),
+            (None, None),
+        ]
+    );
+    assert!(errors[0].to_string().contains("ffffffff"), "{}", errors[0]);
+    assert!(
+        matches!(&errors[3], ClientError::Decode { path, .. } if path.ends_with("/state")),
+        "{:?}",
+        errors[3]
+    );
+    assert!(errors.iter().all(|e| !e.is_unreachable()));
+
+    // A data directory whose node never started, and an address nobody listens on.
+    let empty = tempfile::tempdir().unwrap();
+    let dir = empty.path().to_owned();
+    let (never, closed) = off(move || {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        (
+            Client::of_dir(&dir).status().expect_err("not running"),
+            Client::new(&closed.to_string(), TOKEN)
+                .status()
+                .expect_err("nobody listens"),
+        )
+    })
+    .await;
+    assert!(never.is_unreachable() && closed.is_unreachable());
+    let said = never.to_string();
+    assert!(
+        said.contains("is not running") && said.contains("node run"),
+        "{said}"
     );
 }

@@ -7,17 +7,16 @@
 //! for convergence before judging. Equal heads mean equal histories, so an acknowledged change is
 //! looked up once per distinct set of heads, not once per node.
 
-use linli_node::contract::{AttestationView, DocSummary, VerifyView};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use linli_crdt_model::audit::Audit;
 use linli_crdt_model::doc::Scope;
 use linli_crdt_model::unit::UnitId;
+use linli_node::contract::{AttestationFilter, DocFilter, DocSummary};
 use serde::{Deserialize, Serialize};
 
-use crate::client::Client;
+use crate::client;
 use crate::load::{AckKind, Acked};
 use crate::net::par_map;
 use crate::state::{self, State};
@@ -35,9 +34,7 @@ pub fn holdings(state: &State) -> Vec<Option<Vec<DocSummary>>> {
         if !up {
             return None;
         }
-        Client::of(&n.data_dir)
-            .get::<Vec<DocSummary>>("/v1/docs")
-            .ok()
+        client::of(&n.data_dir).docs(&DocFilter::default()).ok()
     })
 }
 
@@ -150,8 +147,7 @@ pub fn check(dir: &Path, settle: Duration, progress: Progress<'_>) -> Result<Che
         total: 0,
     });
     par_map(&state.nodes, |n| {
-        let _ = Client::of(&n.data_dir)
-            .post::<_, serde_json::Value>("/v1/admin/sync", &serde_json::json!({}));
+        let _ = client::of(&n.data_dir).sync_now();
     });
     let start = Instant::now();
     let (held, judged) = loop {
@@ -173,9 +169,7 @@ pub fn check(dir: &Path, settle: Duration, progress: Progress<'_>) -> Result<Che
     progress(Event::Step(acked.len() as u64));
     progress(Event::End);
 
-    let verified = par_map(&state.nodes, |n| {
-        Client::of(&n.data_dir).get::<VerifyView>("/v1/verify")
-    });
+    let verified = par_map(&state.nodes, |n| client::of(&n.data_dir).verify());
     let mut verify_failures = Vec::new();
     for (n, v) in state.nodes.iter().zip(verified) {
         match v {
@@ -298,9 +292,9 @@ fn missing_acked(state: &State, held: &[Option<Vec<DocSummary>>], acked: &[Acked
     }
     let found = par_map(&lookups, |(i, doc, _)| {
         let n = &state.nodes[*i];
-        let c = Client::of(&n.data_dir);
-        let audit = c.get::<Audit>(&format!("/v1/docs/{doc}/audit"));
-        let st = c.get::<serde_json::Value>(&format!("/v1/docs/{doc}/state"));
+        let c = client::of(&n.data_dir);
+        let audit = c.audit(doc);
+        let st = c.state::<serde_json::Value>(doc);
         (audit, st)
     });
     for ((_, doc, nodes), (audit, st)) in lookups.iter().zip(found) {
@@ -349,7 +343,7 @@ fn missing_acked(state: &State, held: &[Option<Vec<DocSummary>>], acked: &[Acked
     // Attestations live in the issuer's ledger, which is public: every node must know them.
     if !attestations.is_empty() {
         let known = par_map(&state.nodes, |n| {
-            Client::of(&n.data_dir).get::<Vec<AttestationView>>("/v1/attestations")
+            client::of(&n.data_dir).attestations(&AttestationFilter::default())
         });
         for (n, k) in state.nodes.iter().zip(known) {
             let Ok(k) = k else {

@@ -6,13 +6,13 @@
 //! (每月至少上门走访一次). Every write goes into `acked.jsonl` like load's, so `testnet check`
 //! covers the seed too.
 
-use linli_node::contract::{CreateDoc, DocSummary, DocView, Op};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use linli_crdt_model::attest::Statement;
 use linli_crdt_model::kinds::{Kind, convention, minutes, tasks, visits};
 use linli_crdt_model::unit::UnitKind;
+use linli_node::contract::{CreateDoc, DocFilter, DocSummary, Op};
 use serde::{Deserialize, Serialize};
 
 use crate::load::{self, Rng, Site, Writer};
@@ -138,12 +138,7 @@ pub fn seed(dir: &Path, progress: Progress<'_>) -> Result<Seeded, Error> {
     };
     w.op(&mut sites[c], &conv, &adopt, &who)?
         .ok_or_else(|| failed("the adoption"))?;
-    let heads = |site: &Site, id: &str| {
-        site.client
-            .get::<DocView>(&format!("/v1/docs/{id}"))
-            .map(|v| v.summary.heads)
-            .ok()
-    };
+    let heads = |site: &Site, id: &str| site.client.doc(id).map(|v| v.summary.heads).ok();
     let community_heads = heads(&sites[c], &conv);
     let street = sites[c]
         .unit
@@ -301,7 +296,7 @@ pub fn seed(dir: &Path, progress: Progress<'_>) -> Result<Seeded, Error> {
     let admitted_after = wait_for("the approved task to be admitted at the community", || {
         sites[c]
             .client
-            .get::<serde_json::Value>(&format!("/v1/docs/{community_list}/state"))
+            .state::<serde_json::Value>(&community_list)
             .map(|st| st["tasks"].get(&task_id).is_some())
             .unwrap_or(false)
     })?;
@@ -382,7 +377,7 @@ pub fn seed(dir: &Path, progress: Progress<'_>) -> Result<Seeded, Error> {
     //    compare its view with the district's at once (`linli checkpoint compare`).
     sites[d]
         .client
-        .post::<_, serde_json::Value>("/v1/checkpoint", &serde_json::json!({}))
+        .checkpoint(None)
         .map_err(|source| Error::Api {
             unit: sites[d].unit.to_string(),
             source,
@@ -476,16 +471,17 @@ pub fn coverage(dir: &Path) -> Result<Vec<Coverage>, Error> {
     let month = time::month(linli_node::clock::now_ms());
     let mut out = Vec::new();
     for n in state.nodes.iter().filter(|n| n.kind == UnitKind::Community) {
-        let client = crate::client::Client::of(&n.data_dir);
+        let client = crate::client::of(&n.data_dir);
         let api = |source| Error::Api {
             unit: n.unit.to_string(),
             source,
         };
         let docs: Vec<DocSummary> = client
-            .get(&format!(
-                "/v1/docs?kind=visit-log&unit={}&period={month}",
-                n.unit
-            ))
+            .docs(&DocFilter {
+                kind: Some(Kind::VisitLog.as_str().to_owned()),
+                unit: Some(n.unit.to_string()),
+                period: Some(month.clone()),
+            })
             .map_err(api)?;
         let mut row = Coverage {
             unit: n.unit.to_string(),
@@ -496,9 +492,7 @@ pub fn coverage(dir: &Path) -> Result<Vec<Coverage>, Error> {
             unvisited: Vec::new(),
         };
         for d in docs {
-            let st: serde_json::Value = client
-                .get(&format!("/v1/docs/{}/state", d.id))
-                .map_err(api)?;
+            let st: serde_json::Value = client.state(&d.id).map_err(api)?;
             let visited: std::collections::BTreeSet<&str> = st["entries"]
                 .as_object()
                 .map(|m| {

@@ -11,9 +11,6 @@
 //! edit that failed was never acknowledged and is not logged. A node that does not answer is
 //! counted and skipped; the load goes on with the others.
 
-use linli_node::contract::{
-    AttestRequest, CreateDoc, Created, DocSummary, Op, Receipt, StatusView,
-};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
@@ -26,9 +23,10 @@ use linli_crdt_model::attest::Statement;
 use linli_crdt_model::doc::Scope;
 use linli_crdt_model::kinds::{Kind, minutes, tasks, visits};
 use linli_crdt_model::unit::{UnitId, UnitKind};
+use linli_node::contract::{AttestRequest, CreateDoc, DocFilter, DocSummary, Op, StatusView};
 use serde::{Deserialize, Serialize};
 
-use crate::client::{ApiError, Client};
+use crate::client::{self, ApiError, Client};
 use crate::state::{self, State};
 use crate::{Error, Event, Progress, time};
 
@@ -167,7 +165,7 @@ impl Site {
             unit: n.unit.clone(),
             kind: n.kind,
             name: n.name.clone(),
-            client: Client::of(&n.data_dir),
+            client: client::of(&n.data_dir),
             discovered: false,
             workers: Vec::new(),
             task_list: None,
@@ -186,7 +184,7 @@ impl Site {
         if self.discovered {
             return Ok(());
         }
-        let status: StatusView = self.client.get("/v1/status")?;
+        let status: StatusView = self.client.status()?;
         self.workers = status
             .status
             .people
@@ -199,7 +197,10 @@ impl Site {
                 )
             })
             .collect();
-        let docs: Vec<DocSummary> = self.client.get(&format!("/v1/docs?unit={}", self.unit))?;
+        let docs: Vec<DocSummary> = self.client.docs(&DocFilter {
+            unit: Some(self.unit.to_string()),
+            ..DocFilter::default()
+        })?;
         for d in &docs {
             if let Ok(s) = d.scope.parse() {
                 self.scopes.insert(d.id.clone(), s);
@@ -207,25 +208,21 @@ impl Site {
             match d.kind {
                 Kind::TaskList => {
                     self.task_list = Some(d.id.clone());
-                    let st: serde_json::Value =
-                        self.client.get(&format!("/v1/docs/{}/state", d.id))?;
+                    let st: serde_json::Value = self.client.state(&d.id)?;
                     self.tasks = keys(&st["tasks"]);
                 }
                 Kind::VisitLog if d.period.as_deref() == Some(month) => {
                     self.visit_log = Some(d.id.clone());
-                    let st: serde_json::Value =
-                        self.client.get(&format!("/v1/docs/{}/state", d.id))?;
+                    let st: serde_json::Value = self.client.state(&d.id)?;
                     self.assigned = keys(&st["assignments"]);
                 }
                 Kind::Convention => {
                     self.convention = Some(d.id.clone());
-                    let st: serde_json::Value =
-                        self.client.get(&format!("/v1/docs/{}/state", d.id))?;
+                    let st: serde_json::Value = self.client.state(&d.id)?;
                     self.articles = keys(&st["articles"]);
                 }
                 Kind::Minutes => {
-                    let st: serde_json::Value =
-                        self.client.get(&format!("/v1/docs/{}/state", d.id))?;
+                    let st: serde_json::Value = self.client.state(&d.id)?;
                     self.minutes.push(MinutesDoc {
                         id: d.id.clone(),
                         published: st["published"].as_bool().unwrap_or(true),
@@ -381,10 +378,7 @@ impl Writer {
             .scope
             .unwrap_or_else(|| linli_crdt_model::doc::default_scope(req.kind));
         let kind = req.kind;
-        match site
-            .client
-            .post::<_, Created>(&format!("/v1/docs?as={person}"), &req)
-        {
+        match site.client.create_doc(&req, Some(person)) {
             Ok(c) => {
                 self.ack(&Acked {
                     unit: site.unit.to_string(),
@@ -418,10 +412,7 @@ impl Writer {
         person: &str,
     ) -> Result<Option<String>, Error> {
         self.attempt();
-        match site
-            .client
-            .post::<_, Receipt>(&format!("/v1/docs/{doc}/ops?as={person}"), op)
-        {
+        match site.client.apply(doc, op, Some(person)) {
             Ok(r) => {
                 let scope = site.scopes.get(doc).copied().unwrap_or(Scope::Chain);
                 self.ack(&Acked {
@@ -468,10 +459,7 @@ impl Writer {
             subject,
             note: Some(note.to_owned()),
         };
-        match site
-            .client
-            .post::<_, Created>(&format!("/v1/docs/{doc}/attest?as={person}"), &req)
-        {
+        match site.client.attest(doc, &req, Some(person)) {
             Ok(c) => {
                 self.ack(&Acked {
                     unit: site.unit.to_string(),

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use linli_crdt_model::unit::{UnitId, UnitKind};
 use linli_node::config::{Config, Layout};
-use linli_node::contract::{PeerFile, PeerInfo, PeerRequest, StatusView};
+use linli_node::contract::{Accepted, PeerFile};
 use linli_node::setup;
 use serde::{Deserialize, Serialize};
 
-use crate::client::Client;
+use crate::client;
 use crate::state::{self, Node, State};
 use crate::topology::Topology;
 use crate::{Error, Event, Progress, check, process};
@@ -273,9 +273,7 @@ fn wait_started(state: &mut State, which: &[usize], progress: Progress<'_>) -> R
 fn started(data_dir: &Path) -> Option<PeerFile> {
     let text = std::fs::read_to_string(Layout::new(data_dir).peer_info()).ok()?;
     let pf: PeerFile = serde_json::from_str(&text).ok()?;
-    Client::of(data_dir)
-        .get::<serde_json::Value>("/v1/status")
-        .ok()?;
+    client::of(data_dir).status().ok()?;
     Some(pf)
 }
 
@@ -310,8 +308,8 @@ fn connected_to_parent(node: &Node) -> bool {
     let Some(parent) = node.unit.parent() else {
         return true;
     };
-    Client::of(&node.data_dir)
-        .get::<Vec<PeerInfo>>("/v1/peers")
+    client::of(&node.data_dir)
+        .peers()
         .map(|peers| {
             peers
                 .iter()
@@ -422,7 +420,7 @@ pub fn status(dir: &Path) -> Result<Status, Error> {
 fn node_status(n: &Node) -> NodeStatus {
     let alive = n.pid.is_some_and(|p| process::alive(p, &n.data_dir));
     let view = if alive {
-        Client::of(&n.data_dir).get::<StatusView>("/v1/status").ok()
+        client::of(&n.data_dir).status().ok()
     } else {
         None
     };
@@ -509,13 +507,8 @@ pub fn partition(dir: &Path, units: &[String], from: &[String]) -> Result<Partit
     })
 }
 
-fn block(node: &Node, peer: &str) -> Result<serde_json::Value, crate::client::ApiError> {
-    Client::of(&node.data_dir).post(
-        "/v1/admin/block",
-        &PeerRequest {
-            peer: peer.to_owned(),
-        },
-    )
+fn block(node: &Node, peer: &str) -> Result<Accepted, crate::client::ApiError> {
+    client::of(&node.data_dir).block(peer)
 }
 
 /// What `heal` did.
@@ -529,10 +522,8 @@ pub struct HealReport {
 pub fn heal(dir: &Path) -> Result<HealReport, Error> {
     let mut state = State::load(dir)?;
     let results = par_map(&state.nodes, |n| {
-        let c = Client::of(&n.data_dir);
-        c.post::<_, serde_json::Value>("/v1/admin/unblock-all", &serde_json::json!({}))
-            .and_then(|_| c.post::<_, serde_json::Value>("/v1/admin/sync", &serde_json::json!({})))
-            .is_ok()
+        let c = client::of(&n.data_dir);
+        c.unblock_all().and_then(|_| c.sync_now()).is_ok()
     });
     let unreachable = state
         .nodes

@@ -9,7 +9,6 @@
 //! testnet is healed, and the time runs until every node that may hold one of the written
 //! documents holds it with the same heads. Only those documents are polled, on those nodes.
 
-use linli_node::contract::{CreateDoc, DocSummary, Op, PeerInfo, Receipt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -20,6 +19,7 @@ use anyhow::{Context as _, bail};
 use linli_crdt_model::doc::Scope;
 use linli_crdt_model::kinds::{self, Kind};
 use linli_crdt_model::unit::UnitId;
+use linli_node::contract::{CreateDoc, DocFilter, DocSummary, Op, PeerInfo, Receipt};
 use linli_testnet::client::Client;
 use linli_testnet::net::par_map;
 use linli_testnet::{State, Topology};
@@ -111,7 +111,7 @@ fn api<T>(unit: &str, r: Result<T, linli_testnet::client::ApiError>) -> anyhow::
 }
 
 fn heads(c: &Client, doc: &str) -> Option<Vec<String>> {
-    let mut h = c.get::<DocSummary>(&format!("/v1/docs/{doc}")).ok()?.heads;
+    let mut h = c.doc(doc).ok()?.summary.heads;
     h.sort();
     Some(h)
 }
@@ -163,10 +163,7 @@ fn visit(c: &Client, log: &str) -> anyhow::Result<Receipt> {
         needs: vec!["需要助餐".to_owned()],
         follow_up: None,
     };
-    api(
-        COMMUNITY,
-        c.post(&format!("/v1/docs/{log}/ops?as=wangfang"), &op),
-    )
+    api(COMMUNITY, c.apply(log, &op, Some("wangfang")))
 }
 
 /// Up the city, run `reps` repetitions, and always take it down again.
@@ -203,7 +200,7 @@ fn measure(state: &State, dir: &Path, reps: usize) -> anyhow::Result<Vec<Rep>> {
     let clients: Vec<Client> = state
         .nodes
         .iter()
-        .map(|n| Client::of(&n.data_dir))
+        .map(|n| linli_testnet::client::of(&n.data_dir))
         .collect();
     let find = |u: &str| {
         state
@@ -218,8 +215,7 @@ fn measure(state: &State, dir: &Path, reps: usize) -> anyhow::Result<Vec<Rep>> {
     // The community's visit log (created, one household assigned) and the district's task list.
     let log = api(
         COMMUNITY,
-        cc.post::<_, serde_json::Value>(
-            "/v1/docs?as=wangfang",
+        cc.create_doc(
             &CreateDoc {
                 kind: Kind::VisitLog,
                 title: "胜利社区 2026-11 走访记录".to_owned(),
@@ -227,11 +223,10 @@ fn measure(state: &State, dir: &Path, reps: usize) -> anyhow::Result<Vec<Rep>> {
                 period: Some("2026-11".to_owned()),
                 minutes: None,
             },
+            Some("wangfang"),
         ),
-    )?["id"]
-        .as_str()
-        .context("created id")?
-        .to_owned();
+    )?
+    .id;
     let assign = Op::VisitAssign {
         household_id: "h1".to_owned(),
         assignment: kinds::visits::Assignment {
@@ -242,12 +237,14 @@ fn measure(state: &State, dir: &Path, reps: usize) -> anyhow::Result<Vec<Rep>> {
             address: "胜利路".to_owned(),
         },
     };
-    api(
-        COMMUNITY,
-        cc.post::<_, Receipt>(&format!("/v1/docs/{log}/ops?as=wangfang"), &assign),
+    api(COMMUNITY, cc.apply(&log, &assign, Some("wangfang")))?;
+    let district_docs: Vec<DocSummary> = api(
+        DISTRICT,
+        dc.docs(&DocFilter {
+            unit: Some(DISTRICT.to_owned()),
+            ..DocFilter::default()
+        }),
     )?;
-    let district_docs: Vec<DocSummary> =
-        api(DISTRICT, dc.get(&format!("/v1/docs?unit={DISTRICT}")))?;
     let tasks = district_docs
         .iter()
         .find(|d| d.kind == Kind::TaskList)
@@ -257,8 +254,7 @@ fn measure(state: &State, dir: &Path, reps: usize) -> anyhow::Result<Vec<Rep>> {
     let watched: Vec<Watched> = [(log.clone(), COMMUNITY), (tasks.clone(), DISTRICT)]
         .into_iter()
         .map(|(id, owner)| {
-            let summary: DocSummary =
-                api(owner, clients[find(owner)?].get(&format!("/v1/docs/{id}")))?;
+            let summary: DocSummary = api(owner, clients[find(owner)?].doc(&id))?.summary;
             let scope: Scope = summary
                 .scope
                 .parse()
@@ -299,7 +295,7 @@ fn measure(state: &State, dir: &Path, reps: usize) -> anyhow::Result<Vec<Rep>> {
         let mut rtt: Vec<f64> = Vec::new();
         for _ in 0..RTT_SAMPLES {
             let t = Instant::now();
-            api(STREET, sc.get::<serde_json::Value>("/v1/status"))?;
+            api(STREET, sc.status())?;
             rtt.push(t.elapsed().as_secs_f64());
         }
         let rtt = crate::measure::median(&rtt);
@@ -317,10 +313,7 @@ fn measure(state: &State, dir: &Path, reps: usize) -> anyhow::Result<Vec<Rep>> {
                 raised_by: "区".to_owned(),
             },
         };
-        api(
-            DISTRICT,
-            dc.post::<_, Receipt>(&format!("/v1/docs/{tasks}/ops"), &whistle),
-        )?;
+        api(DISTRICT, dc.apply(&tasks, &whistle, None))?;
         std::thread::sleep(Duration::from_millis(500));
         if converged(&clients, &watched) {
             bail!("R4 (processes): the cut did not keep the sides apart");
@@ -371,7 +364,7 @@ fn measure(state: &State, dir: &Path, reps: usize) -> anyhow::Result<Vec<Rep>> {
 
 /// Whether `c` lists `peer` as connected, and as connected with its hello accepted.
 fn link_state(c: &Client, peer: &str) -> (bool, bool) {
-    let peers: Vec<PeerInfo> = c.get("/v1/peers").unwrap_or_default();
+    let peers: Vec<PeerInfo> = c.peers().unwrap_or_default();
     peers
         .iter()
         .find(|p| p.peer_id == peer)

@@ -3,7 +3,6 @@
 //! is `linli attest file` by the street's or district's approver; `show` says whether the
 //! current text is still the filed one.
 
-use linli_node::contract::{CertView, CreateDoc, DocSummary, Op};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
@@ -11,6 +10,7 @@ use anyhow::bail;
 use clap::Subcommand;
 use linli_crdt_model::audit::{Audit, Filing};
 use linli_crdt_model::kinds::{self, Kind, convention::Method};
+use linli_node::contract::{CertView, CreateDoc, DocSummary, Op};
 use serde::{Deserialize, Serialize};
 
 use super::{Node, choice, json_ok, now_ms, ok};
@@ -140,7 +140,7 @@ struct ListRow {
 
 /// The filing state of a convention from its audit (`not filed` if the node says nothing).
 pub fn filing(node: &Node, id: &str) -> anyhow::Result<Filing> {
-    let audit: Audit = node.client.get(&format!("/v1/docs/{id}/audit"))?;
+    let audit: Audit = node.client.audit(id)?;
     Ok(audit.filing.unwrap_or(Filing::NotFiled))
 }
 
@@ -356,7 +356,7 @@ pub fn convention(ctx: &Ctx, cmd: ConventionCmd) -> anyhow::Result<ExitCode> {
             }
             if !revisions.is_empty() {
                 // Revisions name their author by key; people read the certificate's holder.
-                let certs: Vec<CertView> = node.client.get("/v1/certs")?;
+                let certs: Vec<CertView> = node.client.certs()?;
                 let holder = |key: &str| {
                     certs
                         .iter()

@@ -2,7 +2,6 @@
 //! residents' input through opinions and decisions to publication (seed 000 §二(一), 001,
 //! 004 (七)). Stages only move forward; published decisions no longer change.
 
-use linli_node::contract::{CreateDoc, DocSummary, Op};
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
@@ -11,6 +10,7 @@ use linli_crdt_model::kinds::Kind;
 use linli_crdt_model::kinds::minutes::{
     Decision, FollowUp, Form, Meeting, Meta, Opinion, Participant, Stage, TopicSource,
 };
+use linli_node::contract::{CreateDoc, DocSummary, Op};
 use serde::{Deserialize, Serialize};
 
 use super::{Node, choice, date, json_ok, ok};

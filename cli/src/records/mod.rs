@@ -14,19 +14,20 @@ mod overview;
 mod tasks;
 mod visits;
 
-use linli_node::contract::{
-    CreateDoc, Created, DocSummary, DocView, Op, Receipt, StatusView, UnitView,
-};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow, bail};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use linli_crdt_model::kinds::{self, Kind};
+use linli_node::client::Client;
+use linli_node::contract::{
+    CreateDoc, Created, DocFilter, DocSummary, DocView, Op, Receipt, StatusView, UnitView,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::client::Client;
 use crate::output;
 
 pub use convention::{ConventionCmd, convention};
@@ -133,7 +134,7 @@ pub struct Node {
 impl Node {
     pub fn connect(ctx: &crate::admin::Ctx) -> anyhow::Result<Node> {
         let client = ctx.client()?;
-        let status = client.get("/v1/status")?;
+        let status = client.status()?;
         Ok(Node { client, status })
     }
 
@@ -168,22 +169,11 @@ impl Node {
         unit: Option<&str>,
         period: Option<&str>,
     ) -> anyhow::Result<Vec<DocSummary>> {
-        let mut query = Vec::new();
-        if let Some(k) = kind {
-            query.push(format!("kind={}", k.as_str()));
-        }
-        if let Some(u) = unit {
-            query.push(format!("unit={u}"));
-        }
-        if let Some(p) = period {
-            query.push(format!("period={p}"));
-        }
-        let path = if query.is_empty() {
-            "/v1/docs".to_owned()
-        } else {
-            format!("/v1/docs?{}", query.join("&"))
-        };
-        self.client.get(&path)
+        Ok(self.client.docs(&DocFilter {
+            kind: kind.map(|k| k.as_str().to_owned()),
+            unit: unit.map(str::to_owned),
+            period: period.map(str::to_owned),
+        })?)
     }
 
     /// A unit's document of a kind, the oldest if there are several (as the engine picks it).
@@ -201,7 +191,7 @@ impl Node {
             .ok_or_else(|| {
                 anyhow!(
                     "the node at {} ({}) has no task list of its own; a node makes one when it starts: restart it, or check its log",
-                    self.client.dir().display(),
+                    self.client.dir().unwrap_or(Path::new("?")).display(),
                     self.unit()
                 )
             })
@@ -210,7 +200,7 @@ impl Node {
     /// The full id and summary of a document given by id or prefix.
     pub fn doc(&self, id: &str) -> anyhow::Result<DocView> {
         self.client
-            .get(&format!("/v1/docs/{id}"))
+            .doc(id)
             .with_context(|| format!("looking up document {id}"))
     }
 
@@ -230,16 +220,16 @@ impl Node {
     }
 
     pub fn state<T: DeserializeOwned>(&self, id: &str) -> anyhow::Result<T> {
-        self.client.get(&format!("/v1/docs/{id}/state"))
+        Ok(self.client.state(id)?)
     }
 
     pub fn create(&self, req: &CreateDoc, person: Option<&str>) -> anyhow::Result<String> {
-        let created: Created = self.client.post("/v1/docs", req, person)?;
+        let created: Created = self.client.create_doc(req, person)?;
         Ok(created.id)
     }
 
     pub fn apply(&self, doc: &str, op: &Op, person: Option<&str>) -> anyhow::Result<Receipt> {
-        self.client.post(&format!("/v1/docs/{doc}/ops"), op, person)
+        Ok(self.client.apply(doc, op, person)?)
     }
 
     pub fn apply_batch(
@@ -248,13 +238,12 @@ impl Node {
         ops: &[Op],
         person: Option<&str>,
     ) -> anyhow::Result<Vec<Receipt>> {
-        self.client
-            .post(&format!("/v1/docs/{doc}/ops/batch"), &ops, person)
+        Ok(self.client.apply_batch(doc, ops, person)?)
     }
 
     /// Unit id → display name, from the registered unit tree this node knows.
     pub fn unit_names(&self) -> anyhow::Result<BTreeMap<String, kinds::directory::UnitEntry>> {
-        let units: Vec<UnitView> = self.client.get("/v1/units")?;
+        let units: Vec<UnitView> = self.client.units()?;
         Ok(units
             .into_iter()
             .map(|u| {

@@ -4,7 +4,6 @@
 //! the "aggregated upward, not re-typed" view of seed 001 and 004 (二十三), computed from the
 //! documents the node already holds; nobody reports anything for it.
 
-use linli_node::contract::{DocSummary, PeerInfo};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::ExitCode;
 
@@ -12,6 +11,7 @@ use clap::Args;
 use linli_crdt_model::audit::{Audit, Filing};
 use linli_crdt_model::kinds::Kind;
 use linli_crdt_model::unit::UnitId;
+use linli_node::contract::{DocSummary, PeerInfo};
 use serde::Serialize;
 
 use super::convention::filing;
@@ -56,7 +56,7 @@ pub struct Row {
 
 /// The newest change time in a document's audit.
 fn newest_change(node: &Node, doc: &str) -> Option<i64> {
-    let audit: Audit = node.client.get(&format!("/v1/docs/{doc}/audit")).ok()?;
+    let audit: Audit = node.client.audit(doc).ok()?;
     audit.changes.iter().map(|c| c.at_ms).max()
 }
 
@@ -92,7 +92,7 @@ pub fn overview(ctx: &Ctx, a: OverviewArgs) -> anyhow::Result<ExitCode> {
 
     // A district holds hundreds of communities' documents: say that work is going on.
     let spinner = output::spinner(&format!("reading {} units", units.len()));
-    let peers: Vec<PeerInfo> = node.client.get("/v1/peers")?;
+    let peers: Vec<PeerInfo> = node.client.peers()?;
     let coverage: HashMap<String, (usize, usize)> = coverage_report(&node, &month)?
         .units
         .into_iter()

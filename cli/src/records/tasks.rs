@@ -11,7 +11,6 @@
 //! Whistles: each unit writes only its own documents, so a whistle lives in the raising unit's
 //! task list and a response in the responder's, pointing back by document and whistle id.
 
-use linli_node::contract::{AttestRequest, AttestationView, Created, Op};
 use std::collections::HashMap;
 use std::process::ExitCode;
 
@@ -23,6 +22,7 @@ use linli_crdt_model::kinds::tasks::{
     Category, List, NewTask, NewWhistle, Rating, Request, Status,
 };
 use linli_crdt_model::unit::UnitId;
+use linli_node::contract::{AttestRequest, AttestationFilter, AttestationView, Created, Op};
 use serde::Serialize;
 
 use super::{Node, choice, date, json_ok, ok, or_dash, pick, today};
@@ -313,7 +313,9 @@ fn newest<'a>(
 }
 
 fn attestations(node: &Node, doc: &str) -> anyhow::Result<Vec<AttestationView>> {
-    node.client.get(&format!("/v1/attestations?doc={doc}"))
+    Ok(node.client.attestations(&AttestationFilter {
+        doc: Some(doc.to_owned()),
+    })?)
 }
 
 // ----- task -----
@@ -499,8 +501,8 @@ fn sign(
             time(a.at_ms)
         );
     }
-    let created: Created = node.client.post(
-        &format!("/v1/docs/{doc}/attest"),
+    let created: Created = node.client.attest(
+        doc,
         &AttestRequest {
             statement,
             subject: Some(rid.to_owned()),

@@ -7,7 +7,6 @@
 //! hold personal data: the log's scope (`chain`: the community and the units above it) keeps
 //! them off other communities' nodes.
 
-use linli_node::contract::{CreateDoc, DocSummary, Op};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -18,6 +17,7 @@ use clap::{Subcommand, ValueEnum};
 use linli_crdt_model::kinds::Kind;
 use linli_crdt_model::kinds::visits::{self, Assignment, HouseholdKind, Mode};
 use linli_crdt_model::unit::UnitKind;
+use linli_node::contract::{CreateDoc, DocSummary, Op};
 use serde::Serialize;
 
 use super::{Node, choice, date, json_ok, month, ok, or_dash, percent, this_month, today};
