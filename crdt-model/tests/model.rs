@@ -1006,6 +1006,21 @@ fn audit_flags_changes_that_lost_their_authority() {
     assert!(problems[0].what.contains("revoked"), "{problems:?}");
 }
 
+/// A node keeps a document's header before its first change arrives (the first sync round
+/// carries no changes): until then there is nothing to check against the schema, so verify must
+/// not call it a problem — `linli verify` would fail on a healthy node in the middle of a sync.
+#[test]
+fn a_document_whose_changes_have_not_arrived_verifies() {
+    let net = Net::new();
+    let (mut doc, _) = net.visit_log().unwrap();
+    let mut waiting = Document::empty(doc.header().clone(), actor(51));
+    let problems = waiting.verify(&net.trust, &net.attestations);
+    assert!(problems.is_empty(), "{problems:?}");
+    // Once the changes arrive, the schema is checked as always.
+    let mut full = replica(&net, &mut doc);
+    assert!(full.verify(&net.trust, &net.attestations).is_empty());
+}
+
 #[test]
 fn certificates_chain_to_the_root_and_expire() {
     let net = Net::new();
