@@ -2,7 +2,7 @@
 //! unit's ledger, those learned from ledgers, the comparison with the newest checkpoint, and a
 //! community's admission of the requests the district reviewed and approved (seed 000 §一(一)).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use automerge::ChangeHash;
 use linli_crdt_model::attest::{
@@ -195,10 +195,12 @@ impl Engine {
         }
     }
 
-    /// Admission (准入): a community node adds every request that targets it and carries the
-    /// district's review and approval to its own task list, as an admitted task that names them.
-    /// Without both it adds nothing (seed 000 §一(一)).
+    /// Admission (准入): a community node adds every request the model finds admissible
+    /// ([`attest::admissible`]: it targets this community and carries the district's review and
+    /// approval) to its own task list, as an admitted task that names them. Without both it adds
+    /// nothing (seed 000 §一(一)).
     pub(super) fn admit_approved(&mut self) {
+        // Only a community admits (the model says so too): no other node reads every list.
         if self.unit.kind != UnitKind::Community {
             return;
         }
@@ -208,63 +210,26 @@ impl Engine {
         let Ok(my_list) = kinds::tasks::hydrate(self.docs[&mine].read()) else {
             return;
         };
-        let admitted: HashSet<(String, String)> = my_list
-            .tasks
-            .values()
-            .filter_map(|t| {
-                t.admission
-                    .as_ref()
-                    .map(|a| (a.request_doc.clone(), a.request_id.clone()))
+        let held: Vec<(DocId, &UnitId, kinds::tasks::List)> = self
+            .docs
+            .iter()
+            .filter(|(did, doc)| doc.kind() == Kind::TaskList && **did != mine)
+            .filter_map(|(did, doc)| {
+                let list = kinds::tasks::hydrate(doc.read()).ok()?;
+                Some((*did, &doc.header().header.unit, list))
             })
             .collect();
-        let me = self.unit.id.to_string();
-        let mut todo = Vec::new();
-        for (did, doc) in &self.docs {
-            if doc.kind() != Kind::TaskList || did == &mine {
-                continue;
-            }
-            let Ok(list) = kinds::tasks::hydrate(doc.read()) else {
-                continue;
-            };
-            for (rid, req) in &list.requests {
-                if !req.target_units.contains(&me)
-                    || admitted.contains(&(did.to_string(), rid.clone()))
-                {
-                    continue;
-                }
-                let valid =
-                    self.attestations
-                        .valid_for(did, &doc.header().header.unit, &self.trust);
-                let find = |s: Statement| {
-                    valid
-                        .iter()
-                        .filter(|(_, a, g)| {
-                            a.body.statement == s
-                                && a.body.subject.as_deref() == Some(rid.as_str())
-                                && a.body.targets.contains(&self.unit.id)
-                                && g.unit_kind == UnitKind::District
-                        })
-                        .map(|(id, _, _)| id.to_string())
-                        .next_back()
-                };
-                if let (Some(review), Some(approval)) =
-                    (find(Statement::Reviewed), find(Statement::Approved))
-                {
-                    // Only the district rejects (`Statement::permits` says so too).
-                    let rejected = valid.iter().any(|(_, a, g)| {
-                        a.body.statement == Statement::Rejected
-                            && a.body.subject.as_deref() == Some(rid.as_str())
-                            && g.unit_kind == UnitKind::District
-                    });
-                    if !rejected {
-                        todo.push((did.to_string(), rid.clone(), req.clone(), review, approval));
-                    }
-                }
-            }
-        }
-        for (request_doc, request_id, req, review, approval) in todo {
+        let todo = attest::admissible(
+            &self.unit,
+            &my_list,
+            held.iter().map(|(did, unit, list)| (*did, *unit, list)),
+            &self.attestations,
+            &self.trust,
+        );
+        for a in todo {
+            let req = a.request;
             let op = Op::TaskAdd {
-                id: Some(format!("adm-{}", &request_id)),
+                id: Some(format!("adm-{}", &a.request_id)),
                 task: kinds::tasks::NewTask {
                     title: req.title.clone(),
                     category: kinds::tasks::Category::Admitted,
@@ -272,10 +237,10 @@ impl Engine {
                     assignee: None,
                     note: format!("{}; {}", req.department, req.legal_basis),
                     admission: Some(kinds::tasks::Admission {
-                        request_doc,
-                        request_id,
-                        review,
-                        approval,
+                        request_doc: a.request_doc.to_string(),
+                        request_id: a.request_id,
+                        review: a.review.to_string(),
+                        approval: a.approval.to_string(),
                     }),
                 },
             };
