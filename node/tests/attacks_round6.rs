@@ -24,6 +24,14 @@ use linli_node::engine::{Engine, HELLO_RECORDS_MAX, SyncRefused};
 use linli_node::keystore;
 use linli_node::protocol::{SetAsideNote, SyncMessage};
 use linli_node::setup::{self, PlanPerson, PlanUnit};
+use pair::Node;
+
+#[allow(
+    dead_code,
+    reason = "this file pumps single sessions, never settles a whole pair"
+)]
+#[path = "common/pair.rs"]
+mod pair;
 
 const DAY: i64 = 24 * 60 * 60 * 1000;
 const SHENGLI: &str = "tiedong/jiefang/shengli";
@@ -466,33 +474,23 @@ fn a_partly_taken_message_does_not_undo_a_revocation_it_brought() {
     let p = setup::provision(dir.path(), "铁东区邻里网", &plan(), config, now - 7 * DAY).unwrap();
     let by_unit = |id: &str| p.nodes.iter().find(|n| n.unit.id.as_str() == id).unwrap();
     let (d, c, q) = (by_unit("tiedong"), by_unit(SHENGLI), by_unit(QIANJIN));
-    let mut district = Engine::open(&d.dir).unwrap();
-    let mut community = Engine::open(&c.dir).unwrap();
-    let (d_unit, c_unit) = (d.unit.id.clone(), c.unit.id.clone());
+    let mut district = Node::open(d);
+    let mut community = Node::open(c);
+    pair::greet(&mut district, &mut community);
+    let c_unit = c.unit.id.clone();
     let wang = key_of(&c.dir, "wangfang");
     let network = p.genesis.network_id();
-    let ledger = district.own_doc(Kind::Ledger).unwrap();
+    let ledger = district.engine.own_doc(Kind::Ledger).unwrap();
 
     // An honest session first, so the community holds the district's ledger.
-    let mut msg = district.sync_out("c", &c_unit, &ledger);
-    let mut to_c = true;
-    for _ in 0..64 {
-        let Some(m) = msg else { break };
-        let s = if to_c {
-            community.sync_in("d", &d_unit, m)
-        } else {
-            district.sync_in("c", &c_unit, m)
-        }
-        .expect("honest");
-        msg = s.reply;
-        to_c = !to_c;
-    }
+    pair::session(&mut district, &mut community, &ledger).expect("honest");
     assert_eq!(
-        district.doc_mut(&ledger).unwrap().heads(),
-        community.doc_mut(&ledger).unwrap().heads()
+        district.engine.doc_mut(&ledger).unwrap().heads(),
+        community.engine.doc_mut(&ledger).unwrap().heads()
     );
 
     district
+        .engine
         .revoke(
             wang.public(),
             Some(c_unit.clone()),
@@ -502,10 +500,11 @@ fn a_partly_taken_message_does_not_undo_a_revocation_it_brought() {
             Some("admin"),
         )
         .unwrap();
-    let heads = district.doc_mut(&ledger).unwrap().heads();
+    let heads = district.engine.doc_mut(&ledger).unwrap().heads();
     assert_eq!(heads.len(), 1);
     let rev_change = Change::from_bytes(
         district
+            .engine
             .doc_mut(&ledger)
             .unwrap()
             .change_bytes(&heads[0])
@@ -513,6 +512,7 @@ fn a_partly_taken_message_does_not_undo_a_revocation_it_brought() {
     )
     .unwrap();
     let rev_sig = district
+        .engine
         .doc(&ledger)
         .unwrap()
         .signature(&heads[0])
@@ -532,7 +532,12 @@ fn a_partly_taken_message_does_not_undo_a_revocation_it_brought() {
         now - 1_000,
         setup::YEAR_MS,
     );
-    let mut fork = district.doc_mut(&ledger).unwrap().at(&heads).unwrap();
+    let mut fork = district
+        .engine
+        .doc_mut(&ledger)
+        .unwrap()
+        .at(&heads)
+        .unwrap();
     let mut inc = [0u8; linli_crdt_model::document::ACTOR_INCARNATION_BYTES];
     inc.copy_from_slice(
         &keystore::random_seed()[..linli_crdt_model::document::ACTOR_INCARNATION_BYTES],
@@ -546,23 +551,28 @@ fn a_partly_taken_message_does_not_undo_a_revocation_it_brought() {
     let forged = fork.get_last_local_change().unwrap().clone();
     let forged_sig = ChangeSignature::sign(network, ledger, forged.hash(), &minted);
 
-    let revs_before = community.trust().revocations().count();
+    let revs_before = community.engine.trust().revocations().count();
     let mut m = carrying(ledger, &[(rev_change, rev_sig), (forged, forged_sig)]);
     m.certificates.push(minted_cert);
-    let synced = community.sync_in("d", &d_unit, m).expect("taken in part");
+    let synced = community
+        .engine
+        .sync_in(&district.name, &district.unit, m)
+        .expect("taken in part");
     assert_eq!(synced.set_aside.len(), 1, "{:?}", synced.set_aside);
     assert_eq!(
-        community.doc_mut(&ledger).unwrap().heads(),
+        community.engine.doc_mut(&ledger).unwrap().heads(),
         heads,
         "the revocation's ledger change was taken"
     );
-    let revs_after = community.trust().revocations().count();
+    let revs_after = community.engine.trust().revocations().count();
     let stored = community
+        .engine
         .store()
         .revocations()
         .map(|r| r.len())
         .unwrap_or(0);
     let still = community
+        .engine
         .trust()
         .authorize(&wang.public(), now_ms(), |_, _| true)
         .is_ok();
