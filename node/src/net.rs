@@ -24,12 +24,12 @@ use linli_crdt_model::doc::{DocId, Scope};
 use linli_crdt_model::keys::{PublicKey, SecretKey};
 use linli_crdt_model::unit::Unit;
 use tokio::sync::mpsc;
-use tracing::{debug, info, info_span, warn};
+use tracing::{debug, error, info, info_span, warn};
 
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::contract::PeerInfo;
-use crate::engine::{SyncRefused, Synced};
+use crate::engine::{self, SyncRefused, Synced};
 use crate::protocol::{self, Announce, Request, Response, SetAsideNote, SyncMessage};
 use crate::shared::{NetCommand, Shared};
 
@@ -197,6 +197,10 @@ const WARN_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How long a refused peer keeps its connection after its refusal was sent.
 const DROP_GRACE: Duration = Duration::from_millis(300);
+
+/// The reason a peer is told, and the rejections metric counts, when this node's own store failed
+/// under the peer's input: nothing the peer did, so it may send it again.
+const STORAGE: &str = "storage";
 
 /// The peer says it set aside changes we sent: not an error of ours (it judges by what it
 /// knows), but worth an operator's eye.
@@ -687,11 +691,15 @@ impl Net {
         }
         let response = match request {
             Request::Hello(hello) => match self.hello(peer, &hello) {
-                Ok(()) => Response::Hello(self.shared.engine().hello()),
-                Err(e) => {
+                Ok(Ok(())) => Response::Hello(self.shared.engine().hello()),
+                Ok(Err(e)) => {
                     // Tell the peer why, then drop it.
                     self.drop_after_response.insert(peer);
                     rejected(&e)
+                }
+                Err(e) => {
+                    self.own_failure(peer, &e);
+                    try_again(&e)
                 }
             },
             Request::Inventory(inv) => match self.peers.get(&peer).and_then(|p| p.unit.clone()) {
@@ -727,11 +735,11 @@ impl Net {
                         .engine()
                         .sync_in(&peer.to_string(), &unit.id, *msg);
                     debug!(
-                        reply = matches!(result, Ok(Synced { reply: Some(_), .. })),
+                        reply = matches!(result, Ok(Ok(Synced { reply: Some(_), .. }))),
                         "sync request"
                     );
                     match result {
-                        Ok(synced) => {
+                        Ok(Ok(synced)) => {
                             let (reply, notes) = self.set_aside(peer, synced);
                             Response::Sync(Box::new(reply.unwrap_or(SyncMessage {
                                 doc,
@@ -744,9 +752,13 @@ impl Net {
                                 set_aside: notes,
                             })))
                         }
-                        Err(e) => {
+                        Ok(Err(e)) => {
                             self.offence(peer, &e, true);
                             rejected(&e)
+                        }
+                        Err(e) => {
+                            self.own_failure(peer, &e);
+                            try_again(&e)
                         }
                     }
                 }
@@ -757,10 +769,19 @@ impl Net {
         response
     }
 
-    fn hello(&mut self, peer: PeerId, hello: &protocol::Hello) -> Result<(), SyncRefused> {
-        let key = peer_key(&peer)
-            .ok_or_else(|| SyncRefused::Hello("peer id is not an ed25519 key".to_owned()))?;
-        let unit = self.shared.engine().accept_hello(hello, &key);
+    /// Judge a peer's hello. As with `Engine::accept_hello`, `Err` is this node's own failure,
+    /// which leaves the peer to be greeted again.
+    fn hello(
+        &mut self,
+        peer: PeerId,
+        hello: &protocol::Hello,
+    ) -> Result<Result<(), SyncRefused>, engine::Error> {
+        let Some(key) = peer_key(&peer) else {
+            return Ok(Err(SyncRefused::Hello(
+                "peer id is not an ed25519 key".to_owned(),
+            )));
+        };
+        let unit = self.shared.engine().accept_hello(hello, &key)?;
         match unit {
             Ok(unit) => {
                 info!(%peer, unit = %unit.id, "peer said hello");
@@ -782,13 +803,13 @@ impl Net {
                         .sync
                         .send_request(&peer, Request::Inventory(inv));
                 }
-                Ok(())
+                Ok(Ok(()))
             }
             Err(e) => {
                 warn!(%peer, reason = e.reason(), error = %e, "refusing peer");
                 self.shared.engine().metrics.rejection(e.reason());
                 self.refused(peer);
-                Err(e)
+                Ok(Err(e))
             }
         }
     }
@@ -831,11 +852,14 @@ impl Net {
         let size = response_size(&response);
         self.shared.engine().metrics.bytes_in.inc_by(size);
         match response {
-            Response::Hello(hello) => {
-                if self.hello(peer, &hello).is_err() {
+            Response::Hello(hello) => match self.hello(peer, &hello) {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
-            }
+                // Still connected without a hello: anti-entropy greets it again.
+                Err(e) => self.own_failure(peer, &e),
+            },
             Response::Inventory(inv) => {
                 let Some(unit) = self.peers.get(&peer).and_then(|p| p.unit.clone()) else {
                     return;
@@ -861,9 +885,13 @@ impl Net {
                         .engine()
                         .sync_in(&peer.to_string(), &unit.id, *msg);
                     match result {
-                        Ok(synced) => self.set_aside(peer, synced).0,
-                        Err(e) => {
+                        Ok(Ok(synced)) => self.set_aside(peer, synced).0,
+                        Ok(Err(e)) => {
                             self.offence(peer, &e, false);
+                            None
+                        }
+                        Err(e) => {
+                            self.own_failure(peer, &e);
                             None
                         }
                     }
@@ -1032,6 +1060,24 @@ impl Net {
             } else {
                 self.swarm.behaviour_mut().blocked.block_peer(peer);
             }
+        }
+    }
+
+    /// This node failed (its store) while taking a peer's input: not the peer's fault, so never
+    /// counted against it and never a ban. Counted under [`STORAGE`] in the rejections metric and
+    /// logged as an error (once a minute per peer, then at debug, as refusals are).
+    fn own_failure(&mut self, peer: PeerId, e: &engine::Error) {
+        self.shared.engine().metrics.rejection(STORAGE);
+        let now = std::time::Instant::now();
+        let quiet = self
+            .warned
+            .get(&(peer, STORAGE))
+            .is_some_and(|t| now.duration_since(*t) < WARN_INTERVAL);
+        if quiet {
+            debug!(%peer, error = %e, "could not take a peer's input: this node failed");
+        } else {
+            self.warned.insert((peer, STORAGE), now);
+            error!(%peer, error = %e, "could not take a peer's input: this node failed (further failures with this peer are logged at debug for a minute)");
         }
     }
 
@@ -1262,6 +1308,15 @@ fn rejected(e: &SyncRefused) -> Response {
     Response::Rejected {
         reason: e.reason().to_owned(),
         detail: e.to_string(),
+    }
+}
+
+/// The answer to a request this node could not take for its own failure: the peer sent nothing
+/// wrong, and offers it again (a refused request's sessions start afresh).
+fn try_again(e: &engine::Error) -> Response {
+    Response::Rejected {
+        reason: STORAGE.to_owned(),
+        detail: format!("storage failed: {e}"),
     }
 }
 

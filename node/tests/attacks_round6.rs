@@ -227,7 +227,11 @@ fn authors_named_by_no_signature_prove_nothing() {
         signatures: Vec::new(),
     };
     msg.signatures = postcard::from_bytes(&postcard::to_allocvec(&wire).unwrap()).unwrap();
-    let accepted = b.engine.sync_in(PEER, &b.qianjin.clone(), msg).is_ok();
+    let accepted = b
+        .engine
+        .sync_in(PEER, &b.qianjin.clone(), msg)
+        .expect("the node's own store")
+        .is_ok();
     let after = b.n_certs();
     assert!(
         after.0 <= before.0 + HELLO_RECORDS_MAX && after.1 <= before.1 + HELLO_RECORDS_MAX,
@@ -268,7 +272,11 @@ fn issuers_of_attestations_that_are_dropped_prove_nothing() {
             &k,
         ));
     }
-    let accepted = b.engine.sync_in(PEER, &b.qianjin.clone(), msg).is_ok();
+    let accepted = b
+        .engine
+        .sync_in(PEER, &b.qianjin.clone(), msg)
+        .expect("the node's own store")
+        .is_ok();
     let after = b.n_certs();
     assert!(
         after.0 <= before.0 + HELLO_RECORDS_MAX && after.1 <= before.1 + HELLO_RECORDS_MAX,
@@ -373,6 +381,7 @@ fn a_worker_cannot_make_a_node_keep_unbounded_evidence() {
         let synced = b
             .engine
             .sync_in(PEER, &b.qianjin.clone(), carrying(doc, &items))
+            .expect("the node's own store")
             .expect("set aside, not refused");
         set_aside += synced.set_aside.len();
     }
@@ -408,8 +417,14 @@ fn an_out_of_scope_peer_cannot_tell_a_unit_document_is_held() {
         ..bare(doc)
     };
     let qianjin = b.qianjin.clone();
-    let held = b.engine.sync_in(PEER, &qianjin, ask(secret));
-    let none = b.engine.sync_in(PEER, &qianjin, ask(DocId([7; 32])));
+    let held = b
+        .engine
+        .sync_in(PEER, &qianjin, ask(secret))
+        .expect("the node's own store");
+    let none = b
+        .engine
+        .sync_in(PEER, &qianjin, ask(DocId([7; 32])))
+        .expect("the node's own store");
     let label = |r: &Result<_, SyncRefused>| match r {
         Ok(_) => "taken".to_owned(),
         Err(e) => format!("{:?}", std::mem::discriminant(e)),
@@ -451,7 +466,10 @@ fn a_huge_set_aside_list_sent_to_a_node_is_harmless() {
             }
         })
         .collect();
-    let r = b.engine.sync_in(PEER, &b.qianjin.clone(), msg);
+    let r = b
+        .engine
+        .sync_in(PEER, &b.qianjin.clone(), msg)
+        .expect("the node's own store");
     assert!(r.is_ok(), "{:?}", r.err());
     assert_eq!(b.n_certs(), before);
     assert!(b.engine.store().equivocations(&doc).unwrap().is_empty());
@@ -557,6 +575,7 @@ fn a_partly_taken_message_does_not_undo_a_revocation_it_brought() {
     let synced = community
         .engine
         .sync_in(&district.name, &district.unit, m)
+        .expect("the node's own store")
         .expect("taken in part");
     assert_eq!(synced.set_aside.len(), 1, "{:?}", synced.set_aside);
     assert_eq!(

@@ -197,6 +197,7 @@ fn changes_waiting_for_a_dependency_stop_at_the_peers_budget() {
     p.district
         .engine
         .sync_in(&p.community.name, &p.community.unit, msg)
+        .unwrap()
         .expect("two waiting changes are within the budget");
     assert_eq!(p.district.engine.deferred_held(&p.community.name), 2);
 
@@ -206,6 +207,7 @@ fn changes_waiting_for_a_dependency_stop_at_the_peers_budget() {
         .district
         .engine
         .sync_in(&p.community.name, &p.community.unit, msg)
+        .unwrap()
         .expect("taken, with its change set aside");
     let reasons: Vec<&str> = synced.set_aside.iter().map(|r| r.reason()).collect();
     assert_eq!(reasons, ["waiting-full"]);
@@ -217,12 +219,14 @@ fn changes_waiting_for_a_dependency_stop_at_the_peers_budget() {
     p.district
         .engine
         .sync_in(&p.community.name, &p.community.unit, msg)
+        .unwrap()
         .unwrap();
     assert_eq!(p.district.engine.deferred_held(&p.community.name), 0);
     let msg = p.carrying(&doc, &c[3..4]);
     p.district
         .engine
         .sync_in(&p.community.name, &p.community.unit, msg)
+        .unwrap()
         .unwrap();
     let (ch, dh) = p.heads(&doc);
     assert_eq!(ch, dh);

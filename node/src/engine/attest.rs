@@ -190,7 +190,10 @@ impl Engine {
                 && self.attestations.get(&att.id()).is_none()
                 && self.attestations.insert(att.clone(), &network).is_ok()
             {
-                let _ = self.store.put_attestation(&att);
+                // It stays in the ledger, which is read again each time it changes.
+                if let Err(e) = self.store.put_attestation(&att) {
+                    tracing::warn!(error = %e, attestation = %att.id(), "could not store an attestation from a ledger");
+                }
             }
         }
     }

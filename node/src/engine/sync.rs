@@ -60,8 +60,6 @@ pub enum SyncRefused {
     /// A budget of this node's (not an offence: the sender may relay an honest writer's work).
     #[error("over budget: {0}")]
     Budget(String),
-    #[error("storage failed: {0}")]
-    Storage(String),
 }
 
 impl SyncRefused {
@@ -77,7 +75,6 @@ impl SyncRefused {
             SyncRefused::NoHello => "no-hello",
             SyncRefused::RateLimited(_) => "rate-limited",
             SyncRefused::Budget(_) => "over-budget",
-            SyncRefused::Storage(_) => "storage",
         }
     }
 
@@ -86,7 +83,8 @@ impl SyncRefused {
     /// network, a document it should know this node may not hold. What an honest relay cannot
     /// avoid does not count: content this node refuses under what it knows now (a key it has
     /// no chain for yet, a revocation or a clock the relay had not seen, an approval not
-    /// arrived), a message racing its hello, and our own storage failures.
+    /// arrived), a message racing its hello. This node's own failures (its disk) are not
+    /// refusals at all: they are the outer error of [`Engine::sync_in`] and the like.
     pub fn is_offence(&self) -> bool {
         match self {
             SyncRefused::Model(r) => matches!(
@@ -108,8 +106,7 @@ impl SyncRefused {
             | SyncRefused::NoHello
             | SyncRefused::RateLimited(_)
             | SyncRefused::Budget(_)
-            | SyncRefused::HelloTooLarge(_)
-            | SyncRefused::Storage(_) => false,
+            | SyncRefused::HelloTooLarge(_) => false,
         }
     }
 }
@@ -176,6 +173,17 @@ pub struct Synced {
     proven: Vec<PublicKey>,
 }
 
+/// A peer's sync message that passed every check, applied in memory and not yet kept.
+struct Judged {
+    id: DocId,
+    /// The document it brings, if new here: built aside, kept only with the message.
+    fresh: Option<Document>,
+    state: sync::State,
+    /// The changes of the document that waited for a dependency before the message.
+    waiting_before: HashSet<ChangeHash>,
+    applied: Applied,
+}
+
 impl Engine {
     /// Our hello to a peer.
     pub fn hello(&self) -> Hello {
@@ -195,43 +203,44 @@ impl Engine {
     }
 
     /// Judge a peer's hello: right network and version, and `peer_key` (its libp2p identity)
-    /// certified as a node of the unit it claims. Returns the peer's unit.
+    /// certified as a node of the unit it claims. `Ok(Ok)` is the peer's unit, `Ok(Err)` why
+    /// the hello is refused, and `Err` a failure of this node's own (see [`Engine::sync_in`]).
     pub fn accept_hello(
         &mut self,
         hello: &Hello,
         peer_key: &PublicKey,
-    ) -> Result<Unit, SyncRefused> {
+    ) -> Result<Result<Unit, SyncRefused>, Error> {
         if hello.network != self.trust.network() {
-            return Err(SyncRefused::Model(Rejected::WrongNetwork {
+            return Ok(Err(SyncRefused::Model(Rejected::WrongNetwork {
                 expected: self.trust.network(),
                 found: hello.network,
-            }));
+            })));
         }
         if hello.protocol_version != PROTOCOL_VERSION {
-            return Err(SyncRefused::Hello(format!(
+            return Ok(Err(SyncRefused::Hello(format!(
                 "protocol version {} (this node speaks {PROTOCOL_VERSION})",
                 hello.protocol_version
-            )));
+            ))));
         }
         if hello.chain.len() > HELLO_RECORDS_MAX || hello.registrations.len() > HELLO_RECORDS_MAX {
-            return Err(SyncRefused::HelloTooLarge(format!(
+            return Ok(Err(SyncRefused::HelloTooLarge(format!(
                 "a hello carries at most {HELLO_RECORDS_MAX} certificates and as many \
                  registrations (this one {} and {})",
                 hello.chain.len(),
                 hello.registrations.len()
-            )));
+            ))));
         }
         if self.genesis().is_root(peer_key) && hello.unit == self.genesis().top.id {
-            return Ok(self.genesis().top.clone());
+            return Ok(Ok(self.genesis().top.clone()));
         }
         let now = now_ms();
         let records = chains_of(&hello.chain, &hello.registrations, &[*peer_key]);
         // Judged with what it brings that proves its key; nothing of it is kept unless the
         // hello is accepted.
-        let grant = self.with_carried_trust(
+        let judged = self.with_carried_trust(
             &records,
             |e| {
-                e.trust
+                Ok(e.trust
                     .authorize(peer_key, now, |u, role| {
                         role == Role::Node && u.id == hello.unit
                     })
@@ -240,10 +249,14 @@ impl Engine {
                             "peer key is not a certified node of {}: {d}",
                             hello.unit
                         ))
-                    })
+                    }))
             },
             |_, _| None,
         )?;
+        let grant = match judged {
+            Ok(grant) => grant,
+            Err(refused) => return Ok(Err(refused)),
+        };
         let unit = self
             .trust
             .unit(&grant.unit)
@@ -253,7 +266,7 @@ impl Engine {
                 kind: grant.unit_kind,
                 name: grant.unit.to_string(),
             });
-        Ok(unit)
+        Ok(Ok(unit))
     }
 
     /// Documents a node of `peer_unit` may hold, with our heads.
@@ -301,16 +314,24 @@ impl Engine {
         if let Some(s) = self.peers.get_mut(peer).and_then(|p| p.take(doc)) {
             return s;
         }
-        self.store
-            .sync_state(peer, doc)
-            .ok()
-            .flatten()
-            .and_then(|b| sync::State::decode(&b).ok())
-            .unwrap_or_default()
+        // A sync state only spares a session what the peer is known to have: without it
+        // (unreadable, or never kept) the session starts afresh, and loses nothing.
+        match self.store.sync_state(peer, doc) {
+            Ok(bytes) => bytes
+                .and_then(|b| sync::State::decode(&b).ok())
+                .unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(peer, doc = %doc, error = %e, "could not read a sync state; the session starts afresh");
+                sync::State::default()
+            }
+        }
     }
 
     fn keep_state(&mut self, peer: &str, doc: &DocId, state: sync::State) {
-        let _ = self.store.put_sync_state(peer, doc, &state.encode());
+        // Not kept, the state costs a session that starts afresh after a restart, never data.
+        if let Err(e) = self.store.put_sync_state(peer, doc, &state.encode()) {
+            tracing::warn!(peer, doc = %doc, error = %e, "could not store a sync state; after a restart the session starts afresh");
+        }
         self.hold_state(peer, doc, state);
     }
 
@@ -478,16 +499,20 @@ impl Engine {
         out
     }
 
-    /// Take a peer's sync message. `Ok` means it was applied, except the changes it lists as
-    /// set aside (verdicts under what this node knows now, see `document`'s module doc), with
-    /// the reply to send (`None` when we have nothing to say); `Err` means nothing of it was
-    /// applied.
+    /// Take a peer's sync message. `Ok(Ok)` means it was applied, except the changes it lists
+    /// as set aside (verdicts under what this node knows now, see `document`'s module doc), with
+    /// the reply to send (`None` when we have nothing to say); `Ok(Err)` means nothing of it
+    /// was applied, and why: the verdict on the peer's input.
+    ///
+    /// `Err` is this node's own failure (its store), never the peer's: nothing the message
+    /// carried is kept, and what it brought may come again. [`Engine::accept_hello`] has the
+    /// same shape, so a disk failure can never be counted against a peer.
     pub fn sync_in(
         &mut self,
         peer: &str,
         peer_unit: &UnitId,
         msg: SyncMessage,
-    ) -> Result<Synced, SyncRefused> {
+    ) -> Result<Result<Synced, SyncRefused>, Error> {
         let now = now_ms();
         // Only what proves a key that signed something in it: its changes' authors, the
         // header's creator, the issuers of the attestations it carries. Anything else it
@@ -533,10 +558,12 @@ impl Engine {
         for att in carried {
             // Kept only from an accepted message, and only if its issuer had the authority:
             // an attestation nobody may make is not a record worth holding.
-            if result.is_err() || att.check(&self.trust).is_err() {
+            if !matches!(result, Ok(Ok(_))) || att.check(&self.trust).is_err() {
                 self.attestations.remove(&att.id());
             } else if let Err(e) = self.store.put_attestation(&att) {
-                tracing::warn!(error = %e, attestation = %att.id(), "could not store an attestation");
+                // Still in the index, and on every message about the task list that relies on
+                // it: it comes again.
+                tracing::warn!(error = %e, attestation = %att.id(), "could not store an attestation a peer brought");
             }
         }
         result
@@ -574,14 +601,29 @@ impl Engine {
         Ok(())
     }
 
-    /// [`Engine::sync_in`] once the records the message carries are in place.
+    /// [`Engine::sync_in`] once the records the message carries are in place: judged (the only
+    /// place a message is refused), then kept (where only this node can fail).
     fn sync_in_checked(
         &mut self,
         peer: &str,
         peer_unit: &UnitId,
         msg: SyncMessage,
         now: i64,
-    ) -> Result<Synced, SyncRefused> {
+    ) -> Result<Result<Synced, SyncRefused>, Error> {
+        match self.judge_sync(peer, peer_unit, msg, now) {
+            Ok(judged) => self.keep_sync(peer, peer_unit, judged, now).map(Ok),
+            Err(refused) => Ok(Err(refused)),
+        }
+    }
+
+    /// Judge a peer's sync message and apply it in memory, to a document new here built aside.
+    fn judge_sync(
+        &mut self,
+        peer: &str,
+        peer_unit: &UnitId,
+        msg: SyncMessage,
+        now: i64,
+    ) -> Result<Judged, SyncRefused> {
         let id = msg.doc;
         let network = self.trust.network();
         // A document new here is built aside and kept only once the message passes every
@@ -623,7 +665,6 @@ impl Engine {
                 return Err(SyncRefused::UnknownDocument(id));
             }
         }
-        let created_by = fresh.as_ref().map(|d| d.header().header.creator);
         let mut state = self.state_for(peer, &id);
         // What this peer may still make wait for a dependency, over all documents.
         self.prune_deferred(peer);
@@ -681,6 +722,32 @@ impl Engine {
         {
             return Err(SyncRefused::Model(first.reason.clone()));
         }
+        Ok(Judged {
+            id,
+            fresh,
+            state,
+            waiting_before,
+            applied,
+        })
+    }
+
+    /// Keep what a judged message brought: a new document's header, the changes taken, durably;
+    /// then the evidence and the sync state, and the reply.
+    fn keep_sync(
+        &mut self,
+        peer: &str,
+        peer_unit: &UnitId,
+        judged: Judged,
+        now: i64,
+    ) -> Result<Synced, Error> {
+        let Judged {
+            id,
+            fresh,
+            state,
+            waiting_before,
+            applied,
+        } = judged;
+        let created_by = fresh.as_ref().map(|d| d.header().header.creator);
         {
             let doc = fresh.as_ref().unwrap_or_else(|| &self.docs[&id]);
             let brought: Vec<(DocId, ChangeHash)> = doc
@@ -697,16 +764,13 @@ impl Engine {
             }
         }
         if let Some(doc) = fresh {
-            self.store
-                .put_header(doc.header())
-                .map_err(|e| SyncRefused::Storage(e.to_string()))?;
+            self.store.put_header(doc.header())?;
             self.note_created(doc.header());
             self.docs.insert(id, doc);
             self.metrics.documents.set(self.docs.len() as i64);
         }
         if !applied.new.is_empty() {
-            self.persist_remote(&id, &applied)
-                .map_err(|e| SyncRefused::Storage(e.to_string()))?;
+            self.persist_remote(&id, &applied)?;
             let doc = self.docs.get_mut(&id).expect("present");
             let newest = applied
                 .new
@@ -728,6 +792,8 @@ impl Engine {
             tracing::warn!(doc = %id, author = %e.author, seq = e.seq, "equivocation: one author signed two changes with the same actor and number; evidence kept");
         }
         if let Err(err) = self.store.put_equivocations(&applied.equivocations) {
+            // The changes are kept; the evidence is made again when the other half of the
+            // equivocation comes again (anti-entropy resends it).
             tracing::warn!(error = %err, doc = %id, "could not store evidence of an equivocation");
         }
         self.keep_state(peer, &id, state);
@@ -763,8 +829,8 @@ mod tests {
     use super::SyncRefused;
 
     /// Only what the sender itself got wrong counts against it; what an honest relay cannot
-    /// avoid — content refused under what this node knows now, budgets, our own disk — does
-    /// not (a relay banned for those would cut honest nodes off from each other).
+    /// avoid — content refused under what this node knows now, budgets — does not (a relay
+    /// banned for those would cut honest nodes off from each other).
     #[test]
     fn offences_are_the_senders_own_faults() {
         let change = ChangeHash([1; 32]);
@@ -819,7 +885,6 @@ mod tests {
             SyncRefused::RateLimited(200),
             SyncRefused::Budget("documents".to_owned()),
             SyncRefused::HelloTooLarge("17 certificates".to_owned()),
-            SyncRefused::Storage("disk full".to_owned()),
         ];
         for e in &offences {
             assert!(e.is_offence(), "{e:?} should count against the sender");

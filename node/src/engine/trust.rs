@@ -520,28 +520,28 @@ impl Engine {
     }
 
     /// Judge a peer's input with the trust records it carries in trust: they are needed to
-    /// judge it. If `judge` refuses, trust goes back to what it was and nothing of them is
-    /// stored; if it accepts, the new ones are stored — or, if `proven` names the keys whose
-    /// signed work was taken in the end, only the new ones that prove those keys. What trust
-    /// learned meanwhile from the documents the input changed (a ledger's revocation) stays.
-    /// Trust is copied only when a record is new here (most messages carry only what is known,
-    /// or nothing).
+    /// judge it. If `judge` refuses, or this node fails on the way, trust goes back to what it
+    /// was and nothing of them is stored; if it accepts, the new ones are stored — or, if
+    /// `proven` names the keys whose signed work was taken in the end, only the new ones that
+    /// prove those keys. What trust learned meanwhile from the documents the input changed (a
+    /// ledger's revocation) stays. Trust is copied only when a record is new here (most
+    /// messages carry only what is known, or nothing).
     pub(super) fn with_carried_trust<T>(
         &mut self,
         records: &[TrustRecord],
-        judge: impl FnOnce(&mut Self) -> Result<T, SyncRefused>,
+        judge: impl FnOnce(&mut Self) -> Result<Result<T, SyncRefused>, Error>,
         proven: impl FnOnce(&Self, &T) -> Option<Vec<PublicKey>>,
-    ) -> Result<T, SyncRefused> {
+    ) -> Result<Result<T, SyncRefused>, Error> {
         if records.iter().all(|r| self.trust.knows(r)) {
             return judge(self);
         }
         let before = self.trust.clone();
-        let result = self
-            .insert_trust(records)
-            .map_err(SyncRefused::from)
-            .and_then(|new| judge(self).map(|t| (t, new)));
+        let result = match self.insert_trust(records) {
+            Ok(new) => judge(self).map(|verdict| verdict.map(|t| (t, new))),
+            Err(e) => Ok(Err(SyncRefused::from(e))),
+        };
         match result {
-            Ok((t, mut new)) => {
+            Ok(Ok((t, mut new))) => {
                 if let Some(keys) = proven(self, &t) {
                     let (mut certs, mut regs) = (Vec::new(), Vec::new());
                     for r in &new {
@@ -589,7 +589,12 @@ impl Engine {
                     }
                 }
                 self.store_trust_or_log(&new);
-                Ok(t)
+                Ok(Ok(t))
+            }
+            // Refused, or this node failed: nothing of what the input carried is kept.
+            Ok(Err(refused)) => {
+                self.trust = before;
+                Ok(Err(refused))
             }
             Err(e) => {
                 self.trust = before;

@@ -64,6 +64,7 @@ fn accept(from: &Node, to: &mut Node) {
     let unit = to
         .engine
         .accept_hello(&hello, &key)
+        .unwrap_or_else(|e| panic!("{} failed on its own: {e}", to.unit))
         .unwrap_or_else(|e| panic!("{} refused the hello of {}: {e}", to.unit, from.unit));
     assert_eq!(unit.id, from.unit, "the hello proves the unit it names");
 }
@@ -82,7 +83,10 @@ pub(crate) fn session(from: &mut Node, to: &mut Node, doc: &DocId) -> Result<Pum
         if pumped.messages == SESSION_MESSAGES_MAX {
             panic!("the session about {doc} did not end within {SESSION_MESSAGES_MAX} messages");
         }
-        let synced = listener.engine.sync_in(&speaker.name, &speaker.unit, m)?;
+        let synced = listener
+            .engine
+            .sync_in(&speaker.name, &speaker.unit, m)
+            .unwrap_or_else(|e| panic!("{} failed on its own: {e}", listener.unit))?;
         pumped.messages += 1;
         pumped.set_aside.extend(synced.set_aside);
         msg = synced.reply;
