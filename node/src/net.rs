@@ -30,6 +30,7 @@ use crate::clock::now_ms;
 use crate::config::Config;
 use crate::contract::PeerInfo;
 use crate::engine::{self, SyncRefused, Synced};
+use crate::metrics::Metrics;
 use crate::protocol::{self, Announce, Request, Response, SetAsideNote, SyncMessage};
 use crate::shared::{NetCommand, Shared};
 
@@ -268,6 +269,9 @@ pub struct Net {
     topic: gossipsub::IdentTopic,
     bootstrap: Vec<Multiaddr>,
     config: Config,
+    /// The engine's metrics, shared with it (a clone shares the values): the loop counts bytes,
+    /// refusals and peers without taking the engine's lock.
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Net {
@@ -286,9 +290,9 @@ impl Net {
         commands: mpsc::Receiver<NetCommand>,
         listen: &[Multiaddr],
     ) -> Result<Net, String> {
-        let (config, network) = {
+        let (config, network, metrics) = {
             let e = shared.engine();
-            (e.config().clone(), e.trust().network())
+            (e.config().clone(), e.trust().network(), e.metrics.clone())
         };
         for addr in listen {
             swarm
@@ -331,6 +335,7 @@ impl Net {
             topic,
             bootstrap,
             config,
+            metrics,
         })
     }
 
@@ -683,7 +688,7 @@ impl Net {
 
     fn request(&mut self, peer: PeerId, request: Request) -> Response {
         let size = request_size(&request);
-        self.shared.engine().metrics.bytes_in.inc_by(size);
+        self.metrics.bytes_in.inc_by(size);
         if self.requests.check_key(&peer).is_err() {
             let e = SyncRefused::RateLimited(self.config.sync.requests_per_second_max);
             self.offence(peer, &e, true);
@@ -765,7 +770,7 @@ impl Net {
             },
         };
         let size = response_size(&response);
-        self.shared.engine().metrics.bytes_out.inc_by(size);
+        self.metrics.bytes_out.inc_by(size);
         response
     }
 
@@ -807,7 +812,7 @@ impl Net {
             }
             Err(e) => {
                 warn!(%peer, reason = e.reason(), error = %e, "refusing peer");
-                self.shared.engine().metrics.rejection(e.reason());
+                self.metrics.rejection(e.reason());
                 self.refused(peer);
                 Ok(Err(e))
             }
@@ -839,7 +844,7 @@ impl Net {
             .collect();
         for peer in silent {
             warn!(%peer, "disconnecting a peer that did not complete hello in time");
-            self.shared.engine().metrics.rejection("hello-timeout");
+            self.metrics.rejection("hello-timeout");
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.awaiting_hello_since = None;
             }
@@ -850,7 +855,7 @@ impl Net {
 
     fn response(&mut self, peer: PeerId, response: Response) {
         let size = response_size(&response);
-        self.shared.engine().metrics.bytes_in.inc_by(size);
+        self.metrics.bytes_in.inc_by(size);
         match response {
             Response::Hello(hello) => match self.hello(peer, &hello) {
                 Ok(Ok(())) => {}
@@ -1004,11 +1009,7 @@ impl Net {
 
     fn send_sync(&mut self, peer: PeerId, doc: DocId, msg: SyncMessage, rounds: u32) {
         let req = Request::Sync(Box::new(msg));
-        self.shared
-            .engine()
-            .metrics
-            .bytes_out
-            .inc_by(request_size(&req));
+        self.metrics.bytes_out.inc_by(request_size(&req));
         self.swarm.behaviour_mut().sync.send_request(&peer, req);
         if let Some(p) = self.peers.get_mut(&peer) {
             p.in_flight.insert(doc, rounds);
@@ -1023,7 +1024,7 @@ impl Net {
     /// block waits until that is sent.
     fn offence(&mut self, peer: PeerId, e: &SyncRefused, in_request: bool) {
         let reason = e.reason();
-        self.shared.engine().metrics.rejection(reason);
+        self.metrics.rejection(reason);
         let now = std::time::Instant::now();
         let quiet = self
             .warned
@@ -1054,7 +1055,7 @@ impl Net {
             p.offences.clear();
             self.bans
                 .insert(peer, now_ms() + self.config.sync.ban_ms as i64);
-            self.shared.engine().metrics.disconnects_for_offences.inc();
+            self.metrics.disconnects_for_offences.inc();
             if in_request {
                 self.drop_after_response.insert(peer);
             } else {
@@ -1067,7 +1068,7 @@ impl Net {
     /// counted against it and never a ban. Counted under [`STORAGE`] in the rejections metric and
     /// logged as an error (once a minute per peer, then at debug, as refusals are).
     fn own_failure(&mut self, peer: PeerId, e: &engine::Error) {
-        self.shared.engine().metrics.rejection(STORAGE);
+        self.metrics.rejection(STORAGE);
         let now = std::time::Instant::now();
         let quiet = self
             .warned
@@ -1297,7 +1298,7 @@ impl Net {
             .iter()
             .filter(|p| p.connected && p.unit.is_some())
             .count();
-        self.shared.engine().metrics.peers.set(n as i64);
+        self.metrics.peers.set(n as i64);
         if let Ok(mut peers) = self.shared.peers.write() {
             *peers = list;
         }
