@@ -2,7 +2,8 @@
 //!
 //! - **Admission** (准入, seed 000 §一(一), 003 §四(四), 004 (二十三)): work outside a community's
 //!   lists reaches it only with the district's review (初审, civil affairs) and approval (审批,
-//!   party committee / government). [`check_admission`] is what a community node runs.
+//!   party committee / government). [`admissible`] is what a community node admits, and
+//!   [`check_admission`] what every node checks of an admitted task.
 //! - **Filing** (备案, seed 000 §二(三), 003 §三(三)): a convention is filed when the street or
 //!   district attests its heads; any later edit makes it "changed since filing".
 //! - **Checkpoint**: the district signs the heads of every document it holds, so every level can
@@ -10,7 +11,7 @@
 //!
 //! Attestations live in the issuer unit's ledger document and replicate like any other record.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +19,9 @@ use crate::cert::{RecordError, RecordId, Role};
 use crate::doc::DocId;
 use crate::genesis::NetworkId;
 use crate::keys::{self, Domain, PublicKey, SecretKey, Signature};
+use crate::kinds::tasks;
 use crate::trust::{Denied, Grant, Trust};
-use crate::unit::{UnitId, UnitKind};
+use crate::unit::{Unit, UnitId, UnitKind};
 
 /// What an attestation says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -399,6 +401,88 @@ pub fn check_admission(
     Ok(())
 }
 
+/// A request a community admits: where it is, what it asks, and the district's review and
+/// approval of it for this community.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admissible {
+    /// The task list that holds the request.
+    pub request_doc: DocId,
+    /// The request's id in that list.
+    pub request_id: String,
+    pub request: tasks::Request,
+    /// The newest valid review and approval of the request that cover this community.
+    pub review: RecordId,
+    pub approval: RecordId,
+}
+
+/// Admission (准入), the choice: of the requests in `lists` (the task lists held besides the
+/// community's own, each with its document id and the unit its header names), those that
+/// `community` admits now. A request is admitted when it names `community` among its targets, is
+/// not admitted yet (no task of `own`, the community's own list, names it) and carries the
+/// district's review and approval that cover `community`, and no rejection by the district.
+/// Only attestations that name the list's unit and whose issuer had the authority count
+/// ([`Index::valid_for`]); of several, the newest. Without both, nothing is admitted: "凡未经批
+/// 准的工作事项,一律不得交由社区落实" (seed 000 §一(一)). Only a community admits.
+pub fn admissible<'a>(
+    community: &Unit,
+    own: &tasks::List,
+    lists: impl IntoIterator<Item = (DocId, &'a UnitId, &'a tasks::List)>,
+    index: &Index,
+    trust: &Trust,
+) -> Vec<Admissible> {
+    if community.kind != UnitKind::Community {
+        return Vec::new();
+    }
+    let admitted: HashSet<(&str, &str)> = own
+        .tasks
+        .values()
+        .filter_map(|t| t.admission.as_ref())
+        .map(|a| (a.request_doc.as_str(), a.request_id.as_str()))
+        .collect();
+    let me = community.id.to_string();
+    let mut out = Vec::new();
+    for (doc, doc_unit, list) in lists {
+        let doc_hex = doc.to_string();
+        for (rid, req) in &list.requests {
+            if !req.target_units.contains(&me) || admitted.contains(&(&doc_hex, rid.as_str())) {
+                continue;
+            }
+            let valid = index.valid_for(&doc, doc_unit, trust);
+            let about = |a: &Attestation, g: &Grant, s: Statement| {
+                a.body.statement == s
+                    && a.body.subject.as_deref() == Some(rid.as_str())
+                    && g.unit_kind == UnitKind::District
+            };
+            let find = |s: Statement| {
+                valid
+                    .iter()
+                    .filter(|(_, a, g)| about(a, g, s) && a.body.targets.contains(&community.id))
+                    .map(|(id, _, _)| *id)
+                    .next_back()
+            };
+            let (Some(review), Some(approval)) =
+                (find(Statement::Reviewed), find(Statement::Approved))
+            else {
+                continue;
+            };
+            // Only the district rejects (`Statement::permits` says so too).
+            let rejected = valid
+                .iter()
+                .any(|(_, a, g)| about(a, g, Statement::Rejected));
+            if !rejected {
+                out.push(Admissible {
+                    request_doc: doc,
+                    request_id: rid.clone(),
+                    request: req.clone(),
+                    review,
+                    approval,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// How my view of a document compares with a checkpoint's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -458,5 +542,270 @@ pub fn compare(
         Comparison::Diverged
     } else {
         Comparison::IAmBehind
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::kinds::tasks::{Admission, Category, List, Request, Status, Task};
+    use crate::testkit::{Net, T0};
+
+    /// The district's task list, holding request `r1`, and what its attestations are about.
+    const DISTRICT_TASKS: DocId = DocId([9; 32]);
+
+    fn list_with_request(targets: &[&UnitId]) -> List {
+        let request = Request {
+            title: "老旧小区加装电梯意愿摸排".to_owned(),
+            department: "区住建局".to_owned(),
+            legal_basis: "《城市居民委员会组织法》第三条".to_owned(),
+            funding: "区财政 每社区 2 万元".to_owned(),
+            staffing: "住建局派驻 1 人".to_owned(),
+            target_units: targets.iter().map(|u| u.to_string()).collect(),
+            due: Some("2026-12-31".to_owned()),
+            created_at_ms: T0,
+        };
+        List {
+            requests: BTreeMap::from([("r1".to_owned(), request)]),
+            ..List::default()
+        }
+    }
+
+    /// `statement` about request `r1` of the district's task list by `issuer`, for `targets`.
+    fn attest(
+        net: &Net,
+        index: &mut Index,
+        issuer: &SecretKey,
+        statement: Statement,
+        targets: &[&UnitId],
+    ) -> RecordId {
+        let att = Attestation::issue(
+            AttestationBody {
+                network: net.trust.network(),
+                issuer: issuer.public(),
+                statement,
+                doc: DISTRICT_TASKS,
+                doc_unit: net.district.id.clone(),
+                heads: Vec::new(),
+                subject: Some("r1".to_owned()),
+                targets: targets.iter().map(|u| (*u).clone()).collect(),
+                at_ms: T0 + index.len() as i64,
+                note: String::new(),
+                checkpoint: Vec::new(),
+            },
+            issuer,
+        );
+        index.insert(att, &net.trust.network()).unwrap()
+    }
+
+    /// What `community` admits of the district's list, given its own list `own`.
+    fn admitted(
+        net: &Net,
+        community: &Unit,
+        own: &List,
+        held: &List,
+        index: &Index,
+    ) -> Vec<String> {
+        admissible(
+            community,
+            own,
+            [(DISTRICT_TASKS, &net.district.id, held)],
+            index,
+            &net.trust,
+        )
+        .into_iter()
+        .map(|a| a.request_id)
+        .collect()
+    }
+
+    #[test]
+    fn a_request_reviewed_and_approved_by_the_district_is_admitted() {
+        let net = Net::new();
+        let mut index = Index::default();
+        let shengli = &net.shengli.id;
+        let review = attest(
+            &net,
+            &mut index,
+            &net.d_reviewer,
+            Statement::Reviewed,
+            &[shengli],
+        );
+        let approval = attest(
+            &net,
+            &mut index,
+            &net.d_approver,
+            Statement::Approved,
+            &[shengli],
+        );
+        let held = list_with_request(&[shengli]);
+        let out = admissible(
+            &net.shengli,
+            &List::default(),
+            [(DISTRICT_TASKS, &net.district.id, &held)],
+            &index,
+            &net.trust,
+        );
+        assert_eq!(
+            out,
+            [Admissible {
+                request_doc: DISTRICT_TASKS,
+                request_id: "r1".to_owned(),
+                request: held.requests["r1"].clone(),
+                review,
+                approval,
+            }]
+        );
+        // A district or a street admits nothing, whatever it holds.
+        for unit in [&net.district, &net.street] {
+            assert!(admitted(&net, unit, &List::default(), &held, &index).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_rejected_request_is_not_admitted() {
+        let net = Net::new();
+        let mut index = Index::default();
+        let shengli = &net.shengli.id;
+        attest(
+            &net,
+            &mut index,
+            &net.d_reviewer,
+            Statement::Reviewed,
+            &[shengli],
+        );
+        attest(
+            &net,
+            &mut index,
+            &net.d_approver,
+            Statement::Approved,
+            &[shengli],
+        );
+        let held = list_with_request(&[shengli]);
+        assert_eq!(
+            admitted(&net, &net.shengli, &List::default(), &held, &index),
+            ["r1"]
+        );
+        attest(&net, &mut index, &net.d_reviewer, Statement::Rejected, &[]);
+        assert!(admitted(&net, &net.shengli, &List::default(), &held, &index).is_empty());
+    }
+
+    #[test]
+    fn a_request_is_admitted_only_where_it_is_targeted() {
+        let net = Net::new();
+        let mut index = Index::default();
+        let qianjin = &net.qianjin.id;
+        attest(
+            &net,
+            &mut index,
+            &net.d_reviewer,
+            Statement::Reviewed,
+            &[qianjin],
+        );
+        attest(
+            &net,
+            &mut index,
+            &net.d_approver,
+            Statement::Approved,
+            &[qianjin],
+        );
+        let held = list_with_request(&[qianjin]);
+        assert!(admitted(&net, &net.shengli, &List::default(), &held, &index).is_empty());
+        assert_eq!(
+            admitted(&net, &net.qianjin, &List::default(), &held, &index),
+            ["r1"]
+        );
+
+        // Targeted by the request, but not by the district's approval of it.
+        let shengli = &net.shengli.id;
+        let held = list_with_request(&[shengli, qianjin]);
+        assert!(admitted(&net, &net.shengli, &List::default(), &held, &index).is_empty());
+    }
+
+    #[test]
+    fn a_request_already_admitted_is_not_admitted_again() {
+        let net = Net::new();
+        let mut index = Index::default();
+        let shengli = &net.shengli.id;
+        let review = attest(
+            &net,
+            &mut index,
+            &net.d_reviewer,
+            Statement::Reviewed,
+            &[shengli],
+        );
+        let approval = attest(
+            &net,
+            &mut index,
+            &net.d_approver,
+            Statement::Approved,
+            &[shengli],
+        );
+        let held = list_with_request(&[shengli]);
+        let task = Task {
+            title: "老旧小区加装电梯意愿摸排".to_owned(),
+            category: Category::Admitted,
+            status: Status::Open,
+            due: None,
+            assignee: None,
+            note: String::new(),
+            created_at_ms: T0,
+            updated_at_ms: T0,
+            admission: Some(Admission {
+                request_doc: DISTRICT_TASKS.to_string(),
+                request_id: "r1".to_owned(),
+                review: review.to_string(),
+                approval: approval.to_string(),
+            }),
+        };
+        let own = List {
+            tasks: BTreeMap::from([("adm-r1".to_owned(), task)]),
+            ..List::default()
+        };
+        assert!(admitted(&net, &net.shengli, &own, &held, &index).is_empty());
+    }
+
+    #[test]
+    fn an_approval_by_a_key_outside_the_district_admits_nothing() {
+        let net = Net::new();
+        let mut index = Index::default();
+        let shengli = &net.shengli.id;
+        attest(
+            &net,
+            &mut index,
+            &net.d_reviewer,
+            Statement::Reviewed,
+            &[shengli],
+        );
+        // The street's approver, and the community's own administrator.
+        attest(
+            &net,
+            &mut index,
+            &net.s_approver,
+            Statement::Approved,
+            &[shengli],
+        );
+        attest(
+            &net,
+            &mut index,
+            &net.c_admin,
+            Statement::Approved,
+            &[shengli],
+        );
+        let held = list_with_request(&[shengli]);
+        assert!(admitted(&net, &net.shengli, &List::default(), &held, &index).is_empty());
+        // The district's approver makes it whole.
+        attest(
+            &net,
+            &mut index,
+            &net.d_approver,
+            Statement::Approved,
+            &[shengli],
+        );
+        assert_eq!(
+            admitted(&net, &net.shengli, &List::default(), &held, &index),
+            ["r1"]
+        );
     }
 }

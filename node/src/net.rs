@@ -24,12 +24,13 @@ use linli_crdt_model::doc::{DocId, Scope};
 use linli_crdt_model::keys::{PublicKey, SecretKey};
 use linli_crdt_model::unit::Unit;
 use tokio::sync::mpsc;
-use tracing::{debug, info, info_span, warn};
+use tracing::{debug, error, info, info_span, warn};
 
 use crate::clock::now_ms;
 use crate::config::Config;
 use crate::contract::PeerInfo;
-use crate::engine::{SyncRefused, Synced};
+use crate::engine::{self, SyncRefused, Synced};
+use crate::metrics::Metrics;
 use crate::protocol::{self, Announce, Request, Response, SetAsideNote, SyncMessage};
 use crate::shared::{NetCommand, Shared};
 
@@ -198,6 +199,10 @@ const WARN_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a refused peer keeps its connection after its refusal was sent.
 const DROP_GRACE: Duration = Duration::from_millis(300);
 
+/// The reason a peer is told, and the rejections metric counts, when this node's own store failed
+/// under the peer's input: nothing the peer did, so it may send it again.
+const STORAGE: &str = "storage";
+
 /// The peer says it set aside changes we sent: not an error of ours (it judges by what it
 /// knows), but worth an operator's eye.
 fn told_set_aside(peer: PeerId, msg: &SyncMessage) {
@@ -264,6 +269,9 @@ pub struct Net {
     topic: gossipsub::IdentTopic,
     bootstrap: Vec<Multiaddr>,
     config: Config,
+    /// The engine's metrics, shared with it (a clone shares the values): the loop counts bytes,
+    /// refusals and peers without taking the engine's lock.
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Net {
@@ -282,9 +290,9 @@ impl Net {
         commands: mpsc::Receiver<NetCommand>,
         listen: &[Multiaddr],
     ) -> Result<Net, String> {
-        let (config, network) = {
+        let (config, network, metrics) = {
             let e = shared.engine();
-            (e.config().clone(), e.trust().network())
+            (e.config().clone(), e.trust().network(), e.metrics.clone())
         };
         for addr in listen {
             swarm
@@ -327,6 +335,7 @@ impl Net {
             topic,
             bootstrap,
             config,
+            metrics,
         })
     }
 
@@ -679,7 +688,7 @@ impl Net {
 
     fn request(&mut self, peer: PeerId, request: Request) -> Response {
         let size = request_size(&request);
-        self.shared.engine().metrics.bytes_in.inc_by(size);
+        self.metrics.bytes_in.inc_by(size);
         if self.requests.check_key(&peer).is_err() {
             let e = SyncRefused::RateLimited(self.config.sync.requests_per_second_max);
             self.offence(peer, &e, true);
@@ -687,11 +696,15 @@ impl Net {
         }
         let response = match request {
             Request::Hello(hello) => match self.hello(peer, &hello) {
-                Ok(()) => Response::Hello(self.shared.engine().hello()),
-                Err(e) => {
+                Ok(Ok(())) => Response::Hello(self.shared.engine().hello()),
+                Ok(Err(e)) => {
                     // Tell the peer why, then drop it.
                     self.drop_after_response.insert(peer);
                     rejected(&e)
+                }
+                Err(e) => {
+                    self.own_failure(peer, &e);
+                    try_again(&e)
                 }
             },
             Request::Inventory(inv) => match self.peers.get(&peer).and_then(|p| p.unit.clone()) {
@@ -727,11 +740,11 @@ impl Net {
                         .engine()
                         .sync_in(&peer.to_string(), &unit.id, *msg);
                     debug!(
-                        reply = matches!(result, Ok(Synced { reply: Some(_), .. })),
+                        reply = matches!(result, Ok(Ok(Synced { reply: Some(_), .. }))),
                         "sync request"
                     );
                     match result {
-                        Ok(synced) => {
+                        Ok(Ok(synced)) => {
                             let (reply, notes) = self.set_aside(peer, synced);
                             Response::Sync(Box::new(reply.unwrap_or(SyncMessage {
                                 doc,
@@ -744,23 +757,36 @@ impl Net {
                                 set_aside: notes,
                             })))
                         }
-                        Err(e) => {
+                        Ok(Err(e)) => {
                             self.offence(peer, &e, true);
                             rejected(&e)
+                        }
+                        Err(e) => {
+                            self.own_failure(peer, &e);
+                            try_again(&e)
                         }
                     }
                 }
             },
         };
         let size = response_size(&response);
-        self.shared.engine().metrics.bytes_out.inc_by(size);
+        self.metrics.bytes_out.inc_by(size);
         response
     }
 
-    fn hello(&mut self, peer: PeerId, hello: &protocol::Hello) -> Result<(), SyncRefused> {
-        let key = peer_key(&peer)
-            .ok_or_else(|| SyncRefused::Hello("peer id is not an ed25519 key".to_owned()))?;
-        let unit = self.shared.engine().accept_hello(hello, &key);
+    /// Judge a peer's hello. As with `Engine::accept_hello`, `Err` is this node's own failure,
+    /// which leaves the peer to be greeted again.
+    fn hello(
+        &mut self,
+        peer: PeerId,
+        hello: &protocol::Hello,
+    ) -> Result<Result<(), SyncRefused>, engine::Error> {
+        let Some(key) = peer_key(&peer) else {
+            return Ok(Err(SyncRefused::Hello(
+                "peer id is not an ed25519 key".to_owned(),
+            )));
+        };
+        let unit = self.shared.engine().accept_hello(hello, &key)?;
         match unit {
             Ok(unit) => {
                 info!(%peer, unit = %unit.id, "peer said hello");
@@ -782,13 +808,13 @@ impl Net {
                         .sync
                         .send_request(&peer, Request::Inventory(inv));
                 }
-                Ok(())
+                Ok(Ok(()))
             }
             Err(e) => {
                 warn!(%peer, reason = e.reason(), error = %e, "refusing peer");
-                self.shared.engine().metrics.rejection(e.reason());
+                self.metrics.rejection(e.reason());
                 self.refused(peer);
-                Err(e)
+                Ok(Err(e))
             }
         }
     }
@@ -818,7 +844,7 @@ impl Net {
             .collect();
         for peer in silent {
             warn!(%peer, "disconnecting a peer that did not complete hello in time");
-            self.shared.engine().metrics.rejection("hello-timeout");
+            self.metrics.rejection("hello-timeout");
             if let Some(p) = self.peers.get_mut(&peer) {
                 p.awaiting_hello_since = None;
             }
@@ -829,13 +855,16 @@ impl Net {
 
     fn response(&mut self, peer: PeerId, response: Response) {
         let size = response_size(&response);
-        self.shared.engine().metrics.bytes_in.inc_by(size);
+        self.metrics.bytes_in.inc_by(size);
         match response {
-            Response::Hello(hello) => {
-                if self.hello(peer, &hello).is_err() {
+            Response::Hello(hello) => match self.hello(peer, &hello) {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
                     let _ = self.swarm.disconnect_peer_id(peer);
                 }
-            }
+                // Still connected without a hello: anti-entropy greets it again.
+                Err(e) => self.own_failure(peer, &e),
+            },
             Response::Inventory(inv) => {
                 let Some(unit) = self.peers.get(&peer).and_then(|p| p.unit.clone()) else {
                     return;
@@ -861,9 +890,13 @@ impl Net {
                         .engine()
                         .sync_in(&peer.to_string(), &unit.id, *msg);
                     match result {
-                        Ok(synced) => self.set_aside(peer, synced).0,
-                        Err(e) => {
+                        Ok(Ok(synced)) => self.set_aside(peer, synced).0,
+                        Ok(Err(e)) => {
                             self.offence(peer, &e, false);
+                            None
+                        }
+                        Err(e) => {
+                            self.own_failure(peer, &e);
                             None
                         }
                     }
@@ -976,11 +1009,7 @@ impl Net {
 
     fn send_sync(&mut self, peer: PeerId, doc: DocId, msg: SyncMessage, rounds: u32) {
         let req = Request::Sync(Box::new(msg));
-        self.shared
-            .engine()
-            .metrics
-            .bytes_out
-            .inc_by(request_size(&req));
+        self.metrics.bytes_out.inc_by(request_size(&req));
         self.swarm.behaviour_mut().sync.send_request(&peer, req);
         if let Some(p) = self.peers.get_mut(&peer) {
             p.in_flight.insert(doc, rounds);
@@ -995,7 +1024,7 @@ impl Net {
     /// block waits until that is sent.
     fn offence(&mut self, peer: PeerId, e: &SyncRefused, in_request: bool) {
         let reason = e.reason();
-        self.shared.engine().metrics.rejection(reason);
+        self.metrics.rejection(reason);
         let now = std::time::Instant::now();
         let quiet = self
             .warned
@@ -1026,12 +1055,30 @@ impl Net {
             p.offences.clear();
             self.bans
                 .insert(peer, now_ms() + self.config.sync.ban_ms as i64);
-            self.shared.engine().metrics.disconnects_for_offences.inc();
+            self.metrics.disconnects_for_offences.inc();
             if in_request {
                 self.drop_after_response.insert(peer);
             } else {
                 self.swarm.behaviour_mut().blocked.block_peer(peer);
             }
+        }
+    }
+
+    /// This node failed (its store) while taking a peer's input: not the peer's fault, so never
+    /// counted against it and never a ban. Counted under [`STORAGE`] in the rejections metric and
+    /// logged as an error (once a minute per peer, then at debug, as refusals are).
+    fn own_failure(&mut self, peer: PeerId, e: &engine::Error) {
+        self.metrics.rejection(STORAGE);
+        let now = std::time::Instant::now();
+        let quiet = self
+            .warned
+            .get(&(peer, STORAGE))
+            .is_some_and(|t| now.duration_since(*t) < WARN_INTERVAL);
+        if quiet {
+            debug!(%peer, error = %e, "could not take a peer's input: this node failed");
+        } else {
+            self.warned.insert((peer, STORAGE), now);
+            error!(%peer, error = %e, "could not take a peer's input: this node failed (further failures with this peer are logged at debug for a minute)");
         }
     }
 
@@ -1251,7 +1298,7 @@ impl Net {
             .iter()
             .filter(|p| p.connected && p.unit.is_some())
             .count();
-        self.shared.engine().metrics.peers.set(n as i64);
+        self.metrics.peers.set(n as i64);
         if let Ok(mut peers) = self.shared.peers.write() {
             *peers = list;
         }
@@ -1262,6 +1309,15 @@ fn rejected(e: &SyncRefused) -> Response {
     Response::Rejected {
         reason: e.reason().to_owned(),
         detail: e.to_string(),
+    }
+}
+
+/// The answer to a request this node could not take for its own failure: the peer sent nothing
+/// wrong, and offers it again (a refused request's sessions start afresh).
+fn try_again(e: &engine::Error) -> Response {
+    Response::Rejected {
+        reason: STORAGE.to_owned(),
+        detail: format!("storage failed: {e}"),
     }
 }
 

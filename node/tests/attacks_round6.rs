@@ -24,6 +24,14 @@ use linli_node::engine::{Engine, HELLO_RECORDS_MAX, SyncRefused};
 use linli_node::keystore;
 use linli_node::protocol::{SetAsideNote, SyncMessage};
 use linli_node::setup::{self, PlanPerson, PlanUnit};
+use pair::Node;
+
+#[allow(
+    dead_code,
+    reason = "this file pumps single sessions, never settles a whole pair"
+)]
+#[path = "common/pair.rs"]
+mod pair;
 
 const DAY: i64 = 24 * 60 * 60 * 1000;
 const SHENGLI: &str = "tiedong/jiefang/shengli";
@@ -219,7 +227,11 @@ fn authors_named_by_no_signature_prove_nothing() {
         signatures: Vec::new(),
     };
     msg.signatures = postcard::from_bytes(&postcard::to_allocvec(&wire).unwrap()).unwrap();
-    let accepted = b.engine.sync_in(PEER, &b.qianjin.clone(), msg).is_ok();
+    let accepted = b
+        .engine
+        .sync_in(PEER, &b.qianjin.clone(), msg)
+        .expect("the node's own store")
+        .is_ok();
     let after = b.n_certs();
     assert!(
         after.0 <= before.0 + HELLO_RECORDS_MAX && after.1 <= before.1 + HELLO_RECORDS_MAX,
@@ -260,7 +272,11 @@ fn issuers_of_attestations_that_are_dropped_prove_nothing() {
             &k,
         ));
     }
-    let accepted = b.engine.sync_in(PEER, &b.qianjin.clone(), msg).is_ok();
+    let accepted = b
+        .engine
+        .sync_in(PEER, &b.qianjin.clone(), msg)
+        .expect("the node's own store")
+        .is_ok();
     let after = b.n_certs();
     assert!(
         after.0 <= before.0 + HELLO_RECORDS_MAX && after.1 <= before.1 + HELLO_RECORDS_MAX,
@@ -365,6 +381,7 @@ fn a_worker_cannot_make_a_node_keep_unbounded_evidence() {
         let synced = b
             .engine
             .sync_in(PEER, &b.qianjin.clone(), carrying(doc, &items))
+            .expect("the node's own store")
             .expect("set aside, not refused");
         set_aside += synced.set_aside.len();
     }
@@ -400,8 +417,14 @@ fn an_out_of_scope_peer_cannot_tell_a_unit_document_is_held() {
         ..bare(doc)
     };
     let qianjin = b.qianjin.clone();
-    let held = b.engine.sync_in(PEER, &qianjin, ask(secret));
-    let none = b.engine.sync_in(PEER, &qianjin, ask(DocId([7; 32])));
+    let held = b
+        .engine
+        .sync_in(PEER, &qianjin, ask(secret))
+        .expect("the node's own store");
+    let none = b
+        .engine
+        .sync_in(PEER, &qianjin, ask(DocId([7; 32])))
+        .expect("the node's own store");
     let label = |r: &Result<_, SyncRefused>| match r {
         Ok(_) => "taken".to_owned(),
         Err(e) => format!("{:?}", std::mem::discriminant(e)),
@@ -443,7 +466,10 @@ fn a_huge_set_aside_list_sent_to_a_node_is_harmless() {
             }
         })
         .collect();
-    let r = b.engine.sync_in(PEER, &b.qianjin.clone(), msg);
+    let r = b
+        .engine
+        .sync_in(PEER, &b.qianjin.clone(), msg)
+        .expect("the node's own store");
     assert!(r.is_ok(), "{:?}", r.err());
     assert_eq!(b.n_certs(), before);
     assert!(b.engine.store().equivocations(&doc).unwrap().is_empty());
@@ -466,33 +492,23 @@ fn a_partly_taken_message_does_not_undo_a_revocation_it_brought() {
     let p = setup::provision(dir.path(), "铁东区邻里网", &plan(), config, now - 7 * DAY).unwrap();
     let by_unit = |id: &str| p.nodes.iter().find(|n| n.unit.id.as_str() == id).unwrap();
     let (d, c, q) = (by_unit("tiedong"), by_unit(SHENGLI), by_unit(QIANJIN));
-    let mut district = Engine::open(&d.dir).unwrap();
-    let mut community = Engine::open(&c.dir).unwrap();
-    let (d_unit, c_unit) = (d.unit.id.clone(), c.unit.id.clone());
+    let mut district = Node::open(d);
+    let mut community = Node::open(c);
+    pair::greet(&mut district, &mut community);
+    let c_unit = c.unit.id.clone();
     let wang = key_of(&c.dir, "wangfang");
     let network = p.genesis.network_id();
-    let ledger = district.own_doc(Kind::Ledger).unwrap();
+    let ledger = district.engine.own_doc(Kind::Ledger).unwrap();
 
     // An honest session first, so the community holds the district's ledger.
-    let mut msg = district.sync_out("c", &c_unit, &ledger);
-    let mut to_c = true;
-    for _ in 0..64 {
-        let Some(m) = msg else { break };
-        let s = if to_c {
-            community.sync_in("d", &d_unit, m)
-        } else {
-            district.sync_in("c", &c_unit, m)
-        }
-        .expect("honest");
-        msg = s.reply;
-        to_c = !to_c;
-    }
+    pair::session(&mut district, &mut community, &ledger).expect("honest");
     assert_eq!(
-        district.doc_mut(&ledger).unwrap().heads(),
-        community.doc_mut(&ledger).unwrap().heads()
+        district.engine.doc_mut(&ledger).unwrap().heads(),
+        community.engine.doc_mut(&ledger).unwrap().heads()
     );
 
     district
+        .engine
         .revoke(
             wang.public(),
             Some(c_unit.clone()),
@@ -502,10 +518,11 @@ fn a_partly_taken_message_does_not_undo_a_revocation_it_brought() {
             Some("admin"),
         )
         .unwrap();
-    let heads = district.doc_mut(&ledger).unwrap().heads();
+    let heads = district.engine.doc_mut(&ledger).unwrap().heads();
     assert_eq!(heads.len(), 1);
     let rev_change = Change::from_bytes(
         district
+            .engine
             .doc_mut(&ledger)
             .unwrap()
             .change_bytes(&heads[0])
@@ -513,6 +530,7 @@ fn a_partly_taken_message_does_not_undo_a_revocation_it_brought() {
     )
     .unwrap();
     let rev_sig = district
+        .engine
         .doc(&ledger)
         .unwrap()
         .signature(&heads[0])
@@ -532,7 +550,12 @@ fn a_partly_taken_message_does_not_undo_a_revocation_it_brought() {
         now - 1_000,
         setup::YEAR_MS,
     );
-    let mut fork = district.doc_mut(&ledger).unwrap().at(&heads).unwrap();
+    let mut fork = district
+        .engine
+        .doc_mut(&ledger)
+        .unwrap()
+        .at(&heads)
+        .unwrap();
     let mut inc = [0u8; linli_crdt_model::document::ACTOR_INCARNATION_BYTES];
     inc.copy_from_slice(
         &keystore::random_seed()[..linli_crdt_model::document::ACTOR_INCARNATION_BYTES],
@@ -546,23 +569,29 @@ fn a_partly_taken_message_does_not_undo_a_revocation_it_brought() {
     let forged = fork.get_last_local_change().unwrap().clone();
     let forged_sig = ChangeSignature::sign(network, ledger, forged.hash(), &minted);
 
-    let revs_before = community.trust().revocations().count();
+    let revs_before = community.engine.trust().revocations().count();
     let mut m = carrying(ledger, &[(rev_change, rev_sig), (forged, forged_sig)]);
     m.certificates.push(minted_cert);
-    let synced = community.sync_in("d", &d_unit, m).expect("taken in part");
+    let synced = community
+        .engine
+        .sync_in(&district.name, &district.unit, m)
+        .expect("the node's own store")
+        .expect("taken in part");
     assert_eq!(synced.set_aside.len(), 1, "{:?}", synced.set_aside);
     assert_eq!(
-        community.doc_mut(&ledger).unwrap().heads(),
+        community.engine.doc_mut(&ledger).unwrap().heads(),
         heads,
         "the revocation's ledger change was taken"
     );
-    let revs_after = community.trust().revocations().count();
+    let revs_after = community.engine.trust().revocations().count();
     let stored = community
+        .engine
         .store()
         .revocations()
         .map(|r| r.len())
         .unwrap_or(0);
     let still = community
+        .engine
         .trust()
         .authorize(&wang.public(), now_ms(), |_, _| true)
         .is_ok();

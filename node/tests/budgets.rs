@@ -1,13 +1,15 @@
 //! A node's budgets per peer, each at its boundary: sync states and the Bloom filters they
 //! hold, changes waiting for a dependency, inventory entries. Two engines of one provisioned
-//! network talk through `sync_out` → `sync_in` in memory (no libp2p, no sleeps): the budgets
-//! are the engine's, and this is the shortest path to their edges.
+//! network talk in memory (`common/pair.rs`: no libp2p, no sleeps): the budgets are the
+//! engine's, and this is the shortest path to their edges.
 
 use std::path::Path;
 
 // Only the city plan of it is used here.
 #[allow(dead_code)]
 mod common;
+#[path = "common/pair.rs"]
+mod pair;
 
 use automerge::ChangeHash;
 use automerge::sync::{ChunkList, Message, MessageVersion};
@@ -15,27 +17,22 @@ use common::city_plan;
 use linli_crdt_model::doc::DocId;
 use linli_crdt_model::kinds::Kind;
 use linli_crdt_model::sync::Signatures;
-use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
+use linli_crdt_model::unit::{Unit, UnitKind};
 use linli_crdt_model::wire;
 use linli_node::clock::now_ms;
 use linli_node::config::Config;
 use linli_node::contract::{CreateDoc, Op};
-use linli_node::engine::{Engine, SyncRefused};
+use linli_node::engine::SyncRefused;
 use linli_node::protocol::{Inventory, InventoryEntry, SyncMessage};
 use linli_node::setup;
-
-/// The community as the district knows it, and the district as the community knows it.
-const COMMUNITY: &str = "community-peer";
-const DISTRICT: &str = "district-peer";
+use pair::Node;
 
 struct Pair {
-    district: Engine,
-    community: Engine,
-    district_unit: UnitId,
-    community_unit: UnitId,
+    district: Node,
+    community: Node,
 }
 
-/// 铁东区 → 解放街道 → 胜利社区; the engines of the district and the community, the
+/// 铁东区 → 解放街道 → 胜利社区; the engines of the district and the community, greeted, the
 /// district's configuration changed by `tune`.
 fn pair(dir: &Path, tune: impl Fn(&mut Config)) -> Pair {
     let plan = city_plan();
@@ -49,11 +46,12 @@ fn pair(dir: &Path, tune: impl Fn(&mut Config)) -> Pair {
         c
     };
     let p = setup::provision(dir, "铁东区邻里网", &plan, config, now_ms() - 60_000).unwrap();
+    let mut district = Node::open(&p.nodes[0]);
+    let mut community = Node::open(&p.nodes[2]);
+    pair::greet(&mut district, &mut community);
     Pair {
-        district: Engine::open(&p.nodes[0].dir).unwrap(),
-        community: Engine::open(&p.nodes[2].dir).unwrap(),
-        district_unit: p.nodes[0].unit.id.clone(),
-        community_unit: p.nodes[2].unit.id.clone(),
+        district,
+        community,
     }
 }
 
@@ -61,6 +59,7 @@ impl Pair {
     /// A new public convention at the community.
     fn convention(&mut self, title: &str) -> DocId {
         self.community
+            .engine
             .create(
                 CreateDoc {
                     kind: Kind::Convention,
@@ -82,40 +81,28 @@ impl Pair {
             title: format!("第{n}条"),
             text: "爱护公共环境。".to_owned(),
         };
-        let receipt = self.community.apply(doc, &op, None).unwrap();
+        let receipt = self.community.engine.apply(doc, &op, None).unwrap();
         receipt.change.parse().unwrap()
     }
 
     /// One session about `doc`, community first, until neither has more to say.
     fn sync(&mut self, doc: &DocId) {
-        let mut msg = self.community.sync_out(DISTRICT, &self.district_unit, doc);
-        let mut to_district = true;
-        for _ in 0..64 {
-            let Some(m) = msg else { return };
-            let synced = if to_district {
-                self.district.sync_in(COMMUNITY, &self.community_unit, m)
-            } else {
-                self.community.sync_in(DISTRICT, &self.district_unit, m)
-            }
+        let pumped = pair::session(&mut self.community, &mut self.district, doc)
             .expect("an honest session is never refused");
-            assert!(synced.set_aside.is_empty(), "{:?}", synced.set_aside);
-            msg = synced.reply;
-            to_district = !to_district;
-        }
-        panic!("the session did not end");
+        assert!(pumped.set_aside.is_empty(), "{:?}", pumped.set_aside);
     }
 
     fn heads(&mut self, doc: &DocId) -> (Vec<ChangeHash>, Vec<ChangeHash>) {
         (
-            self.community.doc_mut(doc).unwrap().heads(),
-            self.district.doc_mut(doc).unwrap().heads(),
+            self.community.engine.doc_mut(doc).unwrap().heads(),
+            self.district.engine.doc_mut(doc).unwrap().heads(),
         )
     }
 
     /// A message from the community about `doc` carrying exactly `changes`, with their
     /// signatures, as if it had left the others out.
     fn carrying(&mut self, doc: &DocId, changes: &[ChangeHash]) -> SyncMessage {
-        let d = self.community.doc_mut(doc).unwrap();
+        let d = self.community.engine.doc_mut(doc).unwrap();
         let chunks: Vec<Vec<u8>> = changes.iter().map(|h| d.change_bytes(h).unwrap()).collect();
         let sigs: Vec<_> = changes
             .iter()
@@ -152,7 +139,7 @@ fn sync_states_per_peer_stop_at_their_budget() {
     let docs: Vec<DocId> = (0..6).map(|i| p.convention(&format!("公约{i}"))).collect();
     for (i, doc) in docs.iter().enumerate() {
         p.sync(doc);
-        let (held, _) = p.district.sync_states_held(COMMUNITY);
+        let (held, _) = p.district.engine.sync_states_held(&p.community.name);
         assert_eq!(held, (i + 1).min(3), "after {} documents", i + 1);
     }
     // A dropped state costs nothing but a fresh session: new edits still get through.
@@ -162,7 +149,7 @@ fn sync_states_per_peer_stop_at_their_budget() {
         let (c, d) = p.heads(doc);
         assert_eq!(c, d, "document {i} converged");
     }
-    assert!(p.district.sync_states_held(COMMUNITY).0 <= 3);
+    assert!(p.district.engine.sync_states_held(&p.community.name).0 <= 3);
 }
 
 /// `sync.bloom_bytes_per_peer_max`: the Bloom filters the held states keep stay within the
@@ -179,7 +166,7 @@ fn bloom_filters_per_peer_stop_at_their_budget() {
             p.edit(doc, n);
         }
         p.sync(doc);
-        let (held, bytes) = p.district.sync_states_held(COMMUNITY);
+        let (held, bytes) = p.district.engine.sync_states_held(&p.community.name);
         most = most.max(held);
         assert!(
             bytes <= budget || held == 1,
@@ -208,30 +195,38 @@ fn changes_waiting_for_a_dependency_stop_at_the_peers_budget() {
     // c2 and c3 without c1: they wait, at the budget.
     let msg = p.carrying(&doc, &c[1..3]);
     p.district
-        .sync_in(COMMUNITY, &p.community_unit, msg)
+        .engine
+        .sync_in(&p.community.name, &p.community.unit, msg)
+        .unwrap()
         .expect("two waiting changes are within the budget");
-    assert_eq!(p.district.deferred_held(COMMUNITY), 2);
+    assert_eq!(p.district.engine.deferred_held(&p.community.name), 2);
 
     // c4 would be a third: set aside, not counted against the peer.
     let msg = p.carrying(&doc, &c[3..4]);
     let synced = p
         .district
-        .sync_in(COMMUNITY, &p.community_unit, msg)
+        .engine
+        .sync_in(&p.community.name, &p.community.unit, msg)
+        .unwrap()
         .expect("taken, with its change set aside");
     let reasons: Vec<&str> = synced.set_aside.iter().map(|r| r.reason()).collect();
     assert_eq!(reasons, ["waiting-full"]);
     assert!(!SyncRefused::Model(synced.set_aside[0].clone()).is_offence());
-    assert_eq!(p.district.deferred_held(COMMUNITY), 2);
+    assert_eq!(p.district.engine.deferred_held(&p.community.name), 2);
 
     // c1 arrives: c2 and c3 are released, the budget is free, and c4 is taken.
     let msg = p.carrying(&doc, &c[0..1]);
     p.district
-        .sync_in(COMMUNITY, &p.community_unit, msg)
+        .engine
+        .sync_in(&p.community.name, &p.community.unit, msg)
+        .unwrap()
         .unwrap();
-    assert_eq!(p.district.deferred_held(COMMUNITY), 0);
+    assert_eq!(p.district.engine.deferred_held(&p.community.name), 0);
     let msg = p.carrying(&doc, &c[3..4]);
     p.district
-        .sync_in(COMMUNITY, &p.community_unit, msg)
+        .engine
+        .sync_in(&p.community.name, &p.community.unit, msg)
+        .unwrap()
         .unwrap();
     let (ch, dh) = p.heads(&doc);
     assert_eq!(ch, dh);
@@ -247,28 +242,65 @@ fn a_peers_inventory_stops_at_its_bounds() {
         doc: DocId([i; 32]),
         heads: vec![[i; 32]; n_heads],
     };
-    let community = p.community_unit.clone();
+    let community = p.community.unit.clone();
     let at = Inventory {
         docs: (0..4).map(|i| entry(i, 1)).collect(),
     };
     p.district
+        .engine
         .to_sync(&community, &at)
         .expect("an inventory at the bound is read");
     let over = Inventory {
         docs: (0..5).map(|i| entry(i, 1)).collect(),
     };
-    let err = p.district.to_sync(&community, &over).unwrap_err();
+    let err = p.district.engine.to_sync(&community, &over).unwrap_err();
     assert_eq!(err.reason(), "limit-exceeded");
     assert!(err.is_offence());
 
-    let heads_max = p.district.wire_limits().hashes_per_list_max;
+    let heads_max = p.district.engine.wire_limits().hashes_per_list_max;
     let at = Inventory {
         docs: vec![entry(1, heads_max)],
     };
-    p.district.to_sync(&community, &at).unwrap();
+    p.district.engine.to_sync(&community, &at).unwrap();
     let over = Inventory {
         docs: vec![entry(1, heads_max + 1)],
     };
-    let err = p.district.to_sync(&community, &over).unwrap_err();
+    let err = p.district.engine.to_sync(&community, &over).unwrap_err();
     assert_eq!(err.reason(), "limit-exceeded");
+}
+
+/// The pair itself, beneath every test here: greeted, two fresh engines settle through
+/// inventories and sessions alone, every change taken, on every document both may hold — the
+/// community's new convention and each side's ledger among them.
+#[test]
+fn a_greeted_pair_settles_through_inventories_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = pair(dir.path(), |_| {});
+    let doc = p.convention("居民公约");
+    p.edit(&doc, 1);
+    let pumped =
+        pair::settle(&mut p.district, &mut p.community).expect("an honest pair is never refused");
+    assert!(pumped.set_aside.is_empty(), "{:?}", pumped.set_aside);
+    let (c, d) = p.heads(&doc);
+    assert_eq!(c, d, "the convention converged");
+    let shared = |inv: Inventory| {
+        let mut docs: Vec<(DocId, Vec<[u8; 32]>)> =
+            inv.docs.into_iter().map(|e| (e.doc, e.heads)).collect();
+        docs.sort();
+        docs
+    };
+    let district = shared(p.district.engine.inventory_for(&p.community.unit));
+    let community = shared(p.community.engine.inventory_for(&p.district.unit));
+    assert_eq!(
+        district, community,
+        "both hold the same documents at the same heads"
+    );
+    for node in [&p.district, &p.community] {
+        let ledger = node.engine.own_doc(Kind::Ledger).unwrap();
+        assert!(
+            district.iter().any(|(d, _)| *d == ledger),
+            "{}'s ledger",
+            node.unit
+        );
+    }
 }
