@@ -93,7 +93,7 @@ fn attestation(
     )
 }
 
-/// The node refuses a hello carrying more certificates than this (node/src/engine.rs,
+/// The node refuses a hello carrying more certificates than this (node/src/engine/sync.rs,
 /// `HELLO_RECORDS_MAX`), and counts it as an offence.
 const HELLO_RECORDS_MAX: usize = 16;
 

@@ -442,7 +442,7 @@ fn evidence_against_a_waiting_half_names_a_change_the_document_holds() {
 }
 
 /// The engine lowers `deferred_changes_max` per call to a peer's remaining room
-/// (`engine.rs`, `sync_in`), and `lost` is trimmed to that per-call value: one message from a
+/// (`node/src/engine/sync.rs`, `sync_in`), and `lost` is trimmed to that per-call value: one message from a
 /// peer whose room is used up wipes the memory of every losing half, and what builds on them
 /// waits again (the round-3 guarantee that they do not pile up in the queue is gone).
 #[test]
