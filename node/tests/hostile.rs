@@ -39,6 +39,7 @@ use linli_crdt_model::genesis::{Genesis, NetworkId};
 use linli_crdt_model::keys::SecretKey;
 use linli_crdt_model::kinds::{self, Kind};
 use linli_crdt_model::sync::Signatures;
+use linli_crdt_model::testkit::hostile;
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_crdt_model::wire;
 use linli_node::clock::now_ms;
@@ -338,11 +339,7 @@ impl Rogue {
     }
 }
 
-// ---- crafted bytes (after crdt-model's wire.rs tests) ----
-
-const MESSAGE_TYPE_SYNC_V1: u8 = 0x42;
-const MAGIC_BYTES: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
-const CHUNK_TYPE_COMPRESSED: u8 = 2;
+// ---- forged changes ----
 
 /// Fresh random bytes for an actor of one forging session.
 fn incarnation() -> [u8; ACTOR_INCARNATION_BYTES] {
@@ -350,134 +347,6 @@ fn incarnation() -> [u8; ACTOR_INCARNATION_BYTES] {
     out.copy_from_slice(&keystore::random_seed()[..ACTOR_INCARNATION_BYTES]);
     out
 }
-
-fn uleb(out: &mut Vec<u8>, mut n: u64) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-/// A V1 message with no heads and no needs: `haves` as (last_sync, bloom bytes), then change
-/// chunks.
-fn crafted(haves: &[Vec<u8>], changes: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = vec![MESSAGE_TYPE_SYNC_V1, 0, 0];
-    uleb(&mut out, haves.len() as u64);
-    for bloom in haves {
-        uleb(&mut out, 0); // last_sync
-        uleb(&mut out, bloom.len() as u64);
-        out.extend_from_slice(bloom);
-    }
-    uleb(&mut out, changes.len() as u64);
-    for chunk in changes {
-        uleb(&mut out, chunk.len() as u64);
-        out.extend_from_slice(chunk);
-    }
-    out
-}
-
-fn bloom(entries: u32, bits_per_entry: u32, probes: u32, bits_len: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    uleb(&mut out, entries.into());
-    uleb(&mut out, bits_per_entry.into());
-    uleb(&mut out, probes.into());
-    out.resize(out.len() + bits_len, 0xff);
-    out
-}
-
-/// Bits written least significant first, as deflate packs them.
-struct BitWriter {
-    out: Vec<u8>,
-    acc: u8,
-    n_bits: u32,
-}
-
-impl BitWriter {
-    fn bits(&mut self, value: u32, count: u32) {
-        for i in 0..count {
-            self.acc |= (((value >> i) & 1) as u8) << self.n_bits;
-            self.n_bits += 1;
-            if self.n_bits == 8 {
-                self.out.push(self.acc);
-                self.acc = 0;
-                self.n_bits = 0;
-            }
-        }
-    }
-
-    /// A Huffman code, which deflate packs most significant bit first.
-    fn code(&mut self, code: u32, len: u32) {
-        for i in (0..len).rev() {
-            self.bits((code >> i) & 1, 1);
-        }
-    }
-
-    fn zeros(&mut self, mut count: u64) {
-        while count > 0 && self.n_bits != 0 {
-            self.bits(0, 1);
-            count -= 1;
-        }
-        self.out.resize(self.out.len() + (count / 8) as usize, 0);
-        self.bits(0, (count % 8) as u32);
-    }
-}
-
-/// One dynamic-Huffman deflate block: a literal zero, then `n_matches` copies of "258 bytes at
-/// distance 1", each coded in 2 bits, so it inflates 1032-fold.
-fn deflate_bomb(n_matches: u64) -> Vec<u8> {
-    let mut w = BitWriter {
-        out: Vec::new(),
-        acc: 0,
-        n_bits: 0,
-    };
-    w.bits(1, 1); // final block
-    w.bits(2, 2); // dynamic Huffman codes
-    w.bits(286 - 257, 5); // literal/length codes 0..=285
-    w.bits(2 - 1, 5); // distance codes 0 and 1
-    w.bits(18 - 4, 4); // code length codes, in the order below
-    let order = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1];
-    for symbol in order {
-        let len = match symbol {
-            18 => 1,
-            1 | 2 => 2,
-            _ => 0,
-        };
-        w.bits(len, 3);
-    }
-    w.code(0b11, 2); // literal 0: length 2
-    w.code(0, 1); // 138 unused literals
-    w.bits(138 - 11, 7);
-    w.code(0, 1); // 117 more
-    w.bits(117 - 11, 7);
-    w.code(0b11, 2); // end of block (256): length 2
-    w.code(0, 1); // lengths 257..=284 unused
-    w.bits(28 - 11, 7);
-    w.code(0b10, 2); // length 258 (285): length 1
-    w.code(0b10, 2); // distance 1: length 1
-    w.code(0b10, 2); // distance 2: length 1
-    w.code(0b10, 2); // the literal zero
-    w.zeros(2 * n_matches);
-    w.code(0b11, 2);
-    w.bits(0, 7); // flush
-    w.out
-}
-
-/// A compressed change chunk (zero checksum) whose body inflates to `258 * n_matches` bytes.
-fn compressed_chunk(body: &[u8]) -> Vec<u8> {
-    let mut out = MAGIC_BYTES.to_vec();
-    out.extend_from_slice(&[0; 4]);
-    out.push(CHUNK_TYPE_COMPRESSED);
-    uleb(&mut out, body.len() as u64);
-    out.extend_from_slice(body);
-    out
-}
-
-// ---- forged changes ----
 
 /// A change made on a fork of `doc` at its heads, dated `at_ms`, signed by `signer` whatever
 /// its authority.
@@ -952,18 +821,32 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
     }
     cases.push((
         "zero-bit bloom filter",
-        raw(tasks, crafted(&[bloom(1, 0, 1, 0)], &[])),
+        raw(
+            tasks,
+            hostile::message(&[], &[(&[], hostile::bloom(1, 0, 1, 0))], &[], None),
+        ),
     ));
     cases.push((
         "u32::MAX bloom probes",
-        raw(tasks, crafted(&[bloom(1, 10, u32::MAX, 2)], &[])),
+        raw(
+            tasks,
+            hostile::message(&[], &[(&[], hostile::bloom(1, 10, u32::MAX, 2))], &[], None),
+        ),
     ));
     cases.push((
         "deflate bomb",
         // 5 KB that inflate to 5 MB, over the 4 MiB change limit.
         raw(
             tasks,
-            crafted(&[], &[compressed_chunk(&deflate_bomb(20_000))]),
+            hostile::message(
+                &[],
+                &[],
+                &[hostile::chunk(
+                    hostile::CHUNK_TYPE_COMPRESSED,
+                    &hostile::deflate_bomb(20_000),
+                )],
+                None,
+            ),
         ),
     ));
     cases.push((
@@ -992,7 +875,7 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
             period: None,
         }
         .sign(&city.other_writer);
-        let mut msg = raw(header.id(), crafted(&[], &[]));
+        let mut msg = raw(header.id(), hostile::message(&[], &[], &[], None));
         msg.header = Some(header);
         cases.push(("unit document of another unit", msg));
     }

@@ -2,7 +2,10 @@
 //!
 //! 铁东区 (district `tiedong`) → 解放街道 (street `tiedong/jiefang`) → 胜利社区 and 前进社区
 //! (communities `tiedong/jiefang/shengli`, `tiedong/jiefang/qianjin`). Keys come from fixed seeds,
-//! so ids and hashes in snapshots are stable.
+//! so ids and hashes in snapshots are stable. [`forge`] makes changes whatever their authority,
+//! [`hostile`] the bytes of a peer that does not follow the wire format.
+
+pub mod hostile;
 
 use automerge::ActorId;
 use rand::rngs::Xoshiro256PlusPlus;
