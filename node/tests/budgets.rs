@@ -5,13 +5,8 @@
 
 use std::path::Path;
 
-// Only the city plan of it is used here.
-#[allow(dead_code)]
-mod common;
-
 use automerge::ChangeHash;
 use automerge::sync::{ChunkList, Message, MessageVersion};
-use common::city_plan;
 use linli_crdt_model::doc::DocId;
 use linli_crdt_model::kinds::Kind;
 use linli_crdt_model::sync::Signatures;
@@ -23,6 +18,7 @@ use linli_node::contract::{CreateDoc, Op};
 use linli_node::engine::{Engine, SyncRefused};
 use linli_node::protocol::{Inventory, InventoryEntry, SyncMessage};
 use linli_node::setup;
+use linli_node::testkit::three_units;
 
 /// The community as the district knows it, and the district as the community knows it.
 const COMMUNITY: &str = "community-peer";
@@ -38,7 +34,7 @@ struct Pair {
 /// 铁东区 → 解放街道 → 胜利社区; the engines of the district and the community, the
 /// district's configuration changed by `tune`.
 fn pair(dir: &Path, tune: impl Fn(&mut Config)) -> Pair {
-    let plan = city_plan();
+    let plan = three_units();
     let config = |u: &Unit| {
         let mut c = Config::new(u.id.clone());
         c.network.mdns = false;

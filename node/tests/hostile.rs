@@ -14,12 +14,11 @@
 //! must still reach the district.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use automerge::sync::{ChunkList, Message, MessageVersion};
 use automerge::transaction::CommitOptions;
-use automerge::{AutoCommit, Change, ChangeHash};
+use automerge::{AutoCommit, Change};
 use expect_test::expect;
 use futures::StreamExt;
 use libp2p::core::Transport;
@@ -39,22 +38,19 @@ use linli_crdt_model::genesis::{Genesis, NetworkId};
 use linli_crdt_model::keys::SecretKey;
 use linli_crdt_model::kinds::{self, Kind};
 use linli_crdt_model::sync::Signatures;
-use linli_crdt_model::testkit::hostile;
+use linli_crdt_model::testkit::{hostile, unit};
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_crdt_model::wire;
 use linli_node::clock::now_ms;
 use linli_node::config::{Config, Layout};
 use linli_node::contract::Op;
-use linli_node::engine::Engine;
 use linli_node::keystore;
-use linli_node::net::{self, Transports};
+use linli_node::net;
 use linli_node::protocol::{self, Hello, Request, Response, SyncMessage};
-use linli_node::run::{self, Options, Running};
-use linli_node::setup::{self, PlanPerson, PlanUnit};
+use linli_node::run::Running;
+use linli_node::setup::{self, PlanUnit, ProvisionedNode};
 use linli_node::shared::NetCommand;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-static MEMORY_PORT: AtomicU64 = AtomicU64::new(2_000_000);
+use linli_node::testkit::{self, writer};
 
 const DAY: i64 = 24 * 60 * 60 * 1000;
 const SHENGLI: &str = "tiedong/jiefang/shengli";
@@ -66,49 +62,21 @@ const NEW_DOCS_PER_WRITER_PER_DAY: usize = 2;
 /// The community's sync message limit, lowered from 16 MiB so an oversized request is cheap.
 const MESSAGE_BYTES_MAX: u64 = 1024 * 1024;
 
-fn unit(id: &str, kind: UnitKind, name: &str) -> Unit {
-    Unit {
-        id: UnitId::new(id).unwrap(),
-        kind,
-        name: name.to_owned(),
-    }
-}
-
 /// 铁东区 → 解放街道 → 胜利社区, which run, and 前进社区, which does not: its node keys are the
 /// rogue's, and its writer is the "writer of another community".
 fn plan() -> Vec<PlanUnit> {
-    let writer = |h: &str, n: &str| PlanPerson {
-        handle: h.to_owned(),
-        holder: n.to_owned(),
-        role: Role::Writer,
-    };
-    vec![
-        PlanUnit {
-            unit: unit("tiedong", UnitKind::District, "铁东区"),
-            people: Vec::new(),
-        },
-        PlanUnit {
-            unit: unit("tiedong/jiefang", UnitKind::Street, "解放街道"),
-            people: Vec::new(),
-        },
-        PlanUnit {
-            unit: unit(SHENGLI, UnitKind::Community, "胜利社区"),
-            people: vec![writer("wangfang", "王芳"), writer("liqiang", "李强")],
-        },
-        PlanUnit {
-            unit: unit(QIANJIN, UnitKind::Community, "前进社区"),
-            people: vec![writer("wangfang", "赵敏")],
-        },
-    ]
+    let mut plan = testkit::three_units().to_vec();
+    plan[2].people = vec![writer("wangfang", "王芳"), writer("liqiang", "李强")];
+    plan.push(PlanUnit {
+        unit: unit(QIANJIN, UnitKind::Community, "前进社区"),
+        people: vec![writer("wangfang", "赵敏")],
+    });
+    plan
 }
 
+/// [`testkit::config`], with lower limits at 胜利社区.
 fn config(u: &Unit) -> Config {
-    let mut c = Config::new(u.id.clone());
-    c.network.mdns = false;
-    c.network.redial_interval_ms = 300;
-    c.sync.anti_entropy_interval_ms = 1_000;
-    c.sync.request_timeout_ms = 5_000;
-    c.checkpoint.interval_ms = 0;
+    let mut c = testkit::config(u);
     if u.id.as_str() == SHENGLI {
         c.sync.offences_max = OFFENCES_MAX;
         c.sync.message_bytes_max = MESSAGE_BYTES_MAX;
@@ -543,7 +511,7 @@ struct City {
 /// dialing its parent.
 async fn start(dir: &Path, n_rogues: usize, rogue_unit: &str) -> City {
     let now = now_ms();
-    let p = setup::provision(dir, "铁东区邻里网", &plan(), config, now - 7 * DAY).unwrap();
+    let p = setup::provision(dir, testkit::NETWORK_NAME, &plan(), config, now - 7 * DAY).unwrap();
     let by_unit = |id: &str| p.nodes.iter().find(|n| n.unit.id.as_str() == id).unwrap();
     let (shengli, qianjin) = (by_unit(SHENGLI), by_unit(QIANJIN));
     let qianjin_admin = key_of(&qianjin.dir, "admin");
@@ -585,28 +553,18 @@ async fn start(dir: &Path, n_rogues: usize, rogue_unit: &str) -> City {
         .map(|(_, c)| c.clone())
         .collect();
     certs.push(expired_cert);
-    let mut running = Vec::new();
-    let mut parent: Option<Multiaddr> = None;
-    for n in p.nodes.iter().filter(|n| n.unit.id.as_str() != QIANJIN) {
+    let runs: Vec<&ProvisionedNode> = p
+        .nodes
+        .iter()
+        .filter(|n| n.unit.id.as_str() != QIANJIN)
+        .collect();
+    for n in &runs {
         setup::import_offline(&n.dir, &p.genesis, &[], &certs).unwrap();
-        let port = MEMORY_PORT.fetch_add(1, Ordering::Relaxed);
-        let listen: Multiaddr = format!("/memory/{port}").parse().unwrap();
-        let r = run::start_engine(
-            Engine::open(&n.dir).unwrap(),
-            Options {
-                transports: Transports::Memory,
-                listen: Some(vec![listen]),
-                bootstrap: parent.iter().cloned().collect(),
-            },
-        )
-        .await
-        .unwrap();
-        parent = r.dial_addr();
-        running.push(r);
     }
-    let community = running.pop().unwrap();
-    let street = running.pop().unwrap();
-    let district = running.pop().unwrap();
+    let mut running = testkit::start(runs).await;
+    let community = running.pop().unwrap().running;
+    let street = running.pop().unwrap().running;
+    let district = running.pop().unwrap().running;
     City {
         genesis: p.genesis.clone(),
         district,
@@ -625,18 +583,11 @@ async fn start(dir: &Path, n_rogues: usize, rogue_unit: &str) -> City {
     }
 }
 
-fn heads_of(node: &Running, doc: &DocId) -> Option<Vec<ChangeHash>> {
-    let mut e = node.shared.engine();
-    let mut heads = e.doc_mut(doc).ok()?.heads();
-    heads.sort();
-    Some(heads)
-}
-
 /// Wait until the district holds `doc` with the community's heads.
 async fn reaches_district(city: &City, doc: &DocId, within: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < within {
-        if heads_of(&city.district, doc) == heads_of(&city.community, doc) {
+        if testkit::heads(&city.district, doc) == testkit::heads(&city.community, doc) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -646,21 +597,9 @@ async fn reaches_district(city: &City, doc: &DocId, within: Duration) -> bool {
 
 /// The node's HTTP API answers `GET /v1/status` with 200 within a second.
 async fn healthy(node: &Running) -> bool {
-    let probe = async {
-        let mut s = tokio::net::TcpStream::connect(node.api_addr).await.ok()?;
-        let request = format!(
-            "GET /v1/status HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-            node.api_addr, node.shared.token
-        );
-        s.write_all(request.as_bytes()).await.ok()?;
-        let mut answer = Vec::new();
-        s.read_to_end(&mut answer).await.ok()?;
-        Some(answer.starts_with(b"HTTP/1.1 200"))
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), probe).await,
-        Ok(Some(true))
-    )
+    testkit::api_latency(node.api_addr, &node.shared.token)
+        .await
+        .is_some()
 }
 
 /// What became of a sync request: the answer and, if it was taken, the changes the node says
@@ -671,19 +610,19 @@ async fn sync_outcome(
     doc: &DocId,
     msg: SyncMessage,
 ) -> (Outcome, String) {
-    let heads = heads_of(node, doc);
+    let heads = testkit::heads(node, doc);
     let outcome = rogue.request(Request::Sync(Box::new(msg))).await;
     let label = match &outcome {
         Outcome::Answered(Response::Sync(m)) if !m.set_aside.is_empty() => {
             assert_eq!(
-                heads_of(node, doc),
+                testkit::heads(node, doc),
                 heads,
                 "set aside, yet the heads changed"
             );
             let reasons: Vec<&str> = m.set_aside.iter().map(|n| n.reason.as_str()).collect();
             format!("set aside {}", reasons.join(" "))
         }
-        Outcome::Answered(Response::Sync(_)) if heads_of(node, doc) == heads => {
+        Outcome::Answered(Response::Sync(_)) if testkit::heads(node, doc) == heads => {
             "accepted, heads unchanged".to_owned()
         }
         Outcome::Answered(Response::Sync(_)) => "accepted, heads changed".to_owned(),
@@ -949,9 +888,9 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
         let (c, s) = city.forge(&city.wangfang, now_ms(), |tx| duty(tx, "honest"));
         let msg = carrying(tasks, &c, vec![s]);
         for name in ["honest change", "same change again"] {
-            let before = heads_of(&city.community, &tasks);
+            let before = testkit::heads(&city.community, &tasks);
             let outcome = rogue.request(Request::Sync(Box::new(msg.clone()))).await;
-            let after = heads_of(&city.community, &tasks);
+            let after = testkit::heads(&city.community, &tasks);
             rows.push(format!(
                 "{name}: {}, {}, {}",
                 outcome.label(),
@@ -968,7 +907,7 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
             ));
         }
         assert!(
-            heads_of(&city.community, &tasks)
+            testkit::heads(&city.community, &tasks)
                 .unwrap()
                 .contains(&c.hash()),
             "the honest change is at the community"

@@ -34,7 +34,7 @@ use linli_crdt_model::cert::{CertBody, Certificate, Role};
 use linli_crdt_model::doc::DocId;
 use linli_crdt_model::keys::SecretKey;
 use linli_crdt_model::sync::Signatures;
-use linli_crdt_model::testkit::hostile;
+use linli_crdt_model::testkit::{hostile, unit};
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_crdt_model::wire;
 use linli_node::clock::now_ms;
@@ -45,8 +45,9 @@ use linli_node::net::{self, Transports};
 use linli_node::protocol::{self, Hello, Request, Response, SyncMessage};
 use linli_node::run::{self, Options, Running};
 use linli_node::setup::{self, PlanUnit, Provisioned};
+use linli_node::testkit::three_units;
 
-use common::{city_plan, figures, peak_rss_mib, unit, watched};
+use common::{figures, peak_rss_mib, watched};
 
 const HELLO_TIMEOUT_MS: u64 = 1_500;
 const REDIAL_MS: u64 = 200;
@@ -759,7 +760,7 @@ fn member_of(node: &Running, community: &setup::ProvisionedNode) -> (SecretKey, 
 async fn a_nodes_sessions_with_a_member_stop_at_the_concurrent_budget() {
     const SESSIONS: usize = 2;
     let dir = tempfile::tempdir().unwrap();
-    let plan = city_plan();
+    let plan = three_units();
     let (p, node) = start_tuned(dir.path(), &plan, |c| {
         c.sync.concurrent_sessions_per_peer_max = SESSIONS;
         // No inventory of the node's own while we count.
@@ -831,7 +832,7 @@ async fn a_nodes_sessions_with_a_member_stop_at_the_concurrent_budget() {
 async fn a_members_multi_chunk_bomb_stops_at_the_message_limit() {
     const SHENGLI: &str = "tiedong/jiefang/shengli";
     let dir = tempfile::tempdir().unwrap();
-    let plan = city_plan();
+    let plan = three_units();
     let (p, node) = start(dir.path(), &plan).await;
     let community = p
         .nodes
