@@ -40,13 +40,13 @@ use automerge::Change;
 use automerge::sync::{Message, MessageVersion};
 
 /// The first four bytes of every Automerge chunk (`storage.rs`, `MAGIC_BYTES`).
-const MAGIC_BYTES: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+pub(crate) const MAGIC_BYTES: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 /// The first byte of a V1 sync message (`sync.rs`, `MESSAGE_TYPE_SYNC`).
-const MESSAGE_TYPE_SYNC_V1: u8 = 0x42;
+pub(crate) const MESSAGE_TYPE_SYNC_V1: u8 = 0x42;
 /// The first byte of a V2 sync message (`sync.rs`, `MESSAGE_TYPE_SYNC_V2`).
 const MESSAGE_TYPE_SYNC_V2: u8 = 0x43;
-const CHUNK_TYPE_CHANGE: u8 = 1;
-const CHUNK_TYPE_COMPRESSED: u8 = 2;
+pub(crate) const CHUNK_TYPE_CHANGE: u8 = 1;
+pub(crate) const CHUNK_TYPE_COMPRESSED: u8 = 2;
 const HASH_BYTES: u64 = 32;
 /// Magic (4) + checksum (4) + chunk type (1) + a LEB128 length of at most 10 bytes.
 const CHUNK_HEADER_BYTES_MAX: usize = 19;
@@ -795,92 +795,14 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::testkit::hostile::{bloom, chunk, deflate_bomb, hash_list, message, sleb, uleb};
 
-    // ---- builders for crafted bytes ----
-
-    fn uleb(out: &mut Vec<u8>, mut n: u64) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-
-    fn sleb(out: &mut Vec<u8>, mut n: i64) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            let done = (n == 0 && byte & 0x40 == 0) || (n == -1 && byte & 0x40 != 0);
-            if done {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
+    // ---- builders for crafted bytes (the shared ones are in `testkit::hostile`) ----
 
     fn hash(i: u32) -> [u8; 32] {
         let mut h = [0_u8; 32];
         h[..4].copy_from_slice(&i.to_be_bytes());
         h
-    }
-
-    fn hash_list(out: &mut Vec<u8>, hashes: &[[u8; 32]]) {
-        uleb(out, hashes.len() as u64);
-        for h in hashes {
-            out.extend_from_slice(h);
-        }
-    }
-
-    /// A V1 message: heads, need, haves as (last_sync, bloom bytes), change chunks, flags.
-    fn message(
-        heads: &[[u8; 32]],
-        haves: &[(&[[u8; 32]], Vec<u8>)],
-        changes: &[Vec<u8>],
-        flags: Option<&[u8]>,
-    ) -> Vec<u8> {
-        let mut out = vec![MESSAGE_TYPE_SYNC_V1];
-        hash_list(&mut out, heads);
-        hash_list(&mut out, &[]);
-        uleb(&mut out, haves.len() as u64);
-        for (last_sync, bloom) in haves {
-            hash_list(&mut out, last_sync);
-            uleb(&mut out, bloom.len() as u64);
-            out.extend_from_slice(bloom);
-        }
-        uleb(&mut out, changes.len() as u64);
-        for chunk in changes {
-            uleb(&mut out, chunk.len() as u64);
-            out.extend_from_slice(chunk);
-        }
-        if let Some(flags) = flags {
-            uleb(&mut out, flags.len() as u64);
-            out.extend_from_slice(flags);
-        }
-        out
-    }
-
-    fn bloom(entries: u32, bits_per_entry: u32, probes: u32, bits_len: usize) -> Vec<u8> {
-        let mut out = Vec::new();
-        uleb(&mut out, entries.into());
-        uleb(&mut out, bits_per_entry.into());
-        uleb(&mut out, probes.into());
-        out.resize(out.len() + bits_len, 0xff);
-        out
-    }
-
-    /// A chunk with a zero checksum.
-    fn chunk(chunk_type: u8, data: &[u8]) -> Vec<u8> {
-        let mut out = MAGIC_BYTES.to_vec();
-        out.extend_from_slice(&[0; 4]);
-        out.push(chunk_type);
-        uleb(&mut out, data.len() as u64);
-        out.extend_from_slice(data);
-        out
     }
 
     /// A change chunk with the right checksum, taken from the hash Automerge computes (which
@@ -1290,85 +1212,6 @@ mod tests {
     }
 
     // ---- deflate bomb ----
-
-    /// Bits written least significant first, as deflate packs them.
-    struct BitWriter {
-        out: Vec<u8>,
-        acc: u8,
-        n_bits: u32,
-    }
-
-    impl BitWriter {
-        fn bits(&mut self, value: u32, count: u32) {
-            for i in 0..count {
-                self.acc |= (((value >> i) & 1) as u8) << self.n_bits;
-                self.n_bits += 1;
-                if self.n_bits == 8 {
-                    self.out.push(self.acc);
-                    self.acc = 0;
-                    self.n_bits = 0;
-                }
-            }
-        }
-
-        /// A Huffman code, which deflate packs most significant bit first.
-        fn code(&mut self, code: u32, len: u32) {
-            for i in (0..len).rev() {
-                self.bits((code >> i) & 1, 1);
-            }
-        }
-
-        fn zeros(&mut self, mut count: u64) {
-            while count > 0 && self.n_bits != 0 {
-                self.bits(0, 1);
-                count -= 1;
-            }
-            self.out.resize(self.out.len() + (count / 8) as usize, 0);
-            self.bits(0, (count % 8) as u32);
-        }
-    }
-
-    /// One dynamic-Huffman deflate block: a literal zero, then `n_matches` copies of "258 bytes
-    /// at distance 1", each coded in 2 bits, so it inflates 1032-fold.
-    fn deflate_bomb(n_matches: u64) -> Vec<u8> {
-        let mut w = BitWriter {
-            out: Vec::new(),
-            acc: 0,
-            n_bits: 0,
-        };
-        w.bits(1, 1); // final block
-        w.bits(2, 2); // dynamic Huffman codes
-        w.bits(286 - 257, 5); // literal/length codes 0..=285
-        w.bits(2 - 1, 5); // distance codes 0 and 1
-        w.bits(18 - 4, 4); // code length codes, in the order below
-        let order = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1];
-        for symbol in order {
-            let len = match symbol {
-                18 => 1,
-                1 | 2 => 2,
-                _ => 0,
-            };
-            w.bits(len, 3);
-        }
-        // Code length codes: 18 = "0", 1 = "10", 2 = "11".
-        w.code(0b11, 2); // literal 0: length 2
-        w.code(0, 1); // 138 unused literals
-        w.bits(138 - 11, 7);
-        w.code(0, 1); // 117 more
-        w.bits(117 - 11, 7);
-        w.code(0b11, 2); // end of block (256): length 2
-        w.code(0, 1); // lengths 257..=284 unused
-        w.bits(28 - 11, 7);
-        w.code(0b10, 2); // length 258 (285): length 1
-        w.code(0b10, 2); // distance 1: length 1
-        w.code(0b10, 2); // distance 2: length 1
-        // Literal/length codes: 285 = "0", 0 = "10", 256 = "11"; distances: 0 = "0".
-        w.code(0b10, 2);
-        w.zeros(2 * n_matches);
-        w.code(0b11, 2);
-        w.bits(0, 7); // flush
-        w.out
-    }
 
     #[test]
     fn deflate_bomb_construction_is_valid_deflate() {

@@ -258,7 +258,7 @@ fn cuts_agree_with_a_brute_force_oracle() {
         i64::MAX,
     ];
     for seed in 0..12u64 {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let t = &net.trust;
         let mut recs = vec![TrustRecord::Registration(registration(
             t,

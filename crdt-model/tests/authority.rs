@@ -719,7 +719,7 @@ proptest! {
     /// whatever order the records arrive in. The seed is printed by proptest on failure.
     #[test]
     fn authority_cannot_be_forged_from_below(seed in any::<u64>()) {
-        let mut rng = Rng(seed);
+        let mut rng = Rng::new(seed);
         let w = world(&mut rng);
         // The attacker: the admin of a random street, community or grid.
         let (target, attacker) = w.units[1 + rng.below(w.units.len() - 1)].clone();

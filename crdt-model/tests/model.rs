@@ -13,7 +13,9 @@ use linli_crdt_model::genesis::NetworkId;
 use linli_crdt_model::keys::SecretKey;
 use linli_crdt_model::kinds::{self, Kind};
 use linli_crdt_model::sync::Signatures;
-use linli_crdt_model::testkit::{self, DAY, Net, T0, YEAR, actor, actor_of, cert, key, visit};
+use linli_crdt_model::testkit::{
+    self, DAY, Net, T0, YEAR, actor, actor_of, cert, hostile, key, visit,
+};
 
 /// Make a change on a copy of `doc` as `author` (whatever its authority), signed by `signer`.
 fn forge(
@@ -1111,9 +1113,9 @@ fn hostile_sync_bytes_are_refused_and_change_nothing() {
     let mut state = automerge::sync::State::new();
     let limits = linli_crdt_model::wire::Limits::default();
     let before = a.heads();
-    // A V1 message whose one `have` carries a Bloom filter claiming 5 entries at 0 bits each.
-    let mut zero_bloom = vec![0x42, 0, 0, 1, 0, 3, 5, 0, 7, 0];
-    zero_bloom.push(0);
+    // A V1 message whose one `have` carries a Bloom filter claiming 5 entries at 0 bits each
+    // (and an empty flags field).
+    let zero_bloom = hostile::message(&[], &[(&[], hostile::bloom(5, 0, 7, 0))], &[], Some(&[]));
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("zero-bit bloom", zero_bloom),
         ("garbage", b"\x42\xff\xff\xff\xff\xff".to_vec()),

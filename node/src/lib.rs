@@ -20,3 +20,5 @@ pub mod run;
 pub mod setup;
 pub mod shared;
 pub mod store;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;

@@ -5,15 +5,11 @@
 
 use std::path::Path;
 
-// Only the city plan of it is used here.
-#[allow(dead_code)]
-mod common;
 #[path = "common/pair.rs"]
 mod pair;
 
 use automerge::ChangeHash;
 use automerge::sync::{ChunkList, Message, MessageVersion};
-use common::city_plan;
 use linli_crdt_model::doc::DocId;
 use linli_crdt_model::kinds::Kind;
 use linli_crdt_model::sync::Signatures;
@@ -25,6 +21,7 @@ use linli_node::contract::{CreateDoc, Op};
 use linli_node::engine::SyncRefused;
 use linli_node::protocol::{Inventory, InventoryEntry, SyncMessage};
 use linli_node::setup;
+use linli_node::testkit::three_units;
 use pair::Node;
 
 struct Pair {
@@ -35,7 +32,7 @@ struct Pair {
 /// 铁东区 → 解放街道 → 胜利社区; the engines of the district and the community, greeted, the
 /// district's configuration changed by `tune`.
 fn pair(dir: &Path, tune: impl Fn(&mut Config)) -> Pair {
-    let plan = city_plan();
+    let plan = three_units();
     let config = |u: &Unit| {
         let mut c = Config::new(u.id.clone());
         c.network.mdns = false;

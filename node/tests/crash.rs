@@ -56,7 +56,7 @@ fn crash_keeps_every_acknowledged_edit() {
                 .as_nanos() as u64
         });
     eprintln!("crash test: {runs} runs, LINLI_CRASH_SEED={seed}");
-    let mut rng = linli_crdt_model::testkit::Rng(seed);
+    let mut rng = linli_crdt_model::testkit::Rng::new(seed);
     let started = Instant::now();
     let dir = tempfile::tempdir().expect("temp dir");
     let net = Net::new();

@@ -13,9 +13,6 @@
 //! its hello on one connection, opens a second, then closes the first before answering. The
 //! cut-and-heal tests run the real race many times.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -25,9 +22,8 @@ use libp2p::core::upgrade::Version;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, noise, request_response, yamux};
-use linli_crdt_model::doc::DocId;
 use linli_crdt_model::kinds::{self, Kind};
-use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
+use linli_crdt_model::unit::Unit;
 use linli_node::config::Config;
 use linli_node::contract::Op;
 use linli_node::engine::Engine;
@@ -36,8 +32,7 @@ use linli_node::protocol::{self, Request, Response};
 use linli_node::run::{self, Options, Running};
 use linli_node::setup::{self, PlanUnit};
 use linli_node::shared::NetCommand;
-
-static MEMORY_PORT: AtomicU64 = AtomicU64::new(3_000_000);
+use linli_node::testkit::{self, heads, start_city, wait};
 
 /// How many cut-and-heal cycles each test runs: the race is timing-dependent, so one heal
 /// proves little.
@@ -49,77 +44,17 @@ const HEAL_WITHIN: Duration = Duration::from_secs(30);
 
 const HOUR_MS: u64 = 3_600_000;
 
-fn unit(id: &str, kind: UnitKind, name: &str) -> Unit {
-    Unit {
-        id: UnitId::new(id).unwrap(),
-        kind,
-        name: name.to_owned(),
-    }
-}
-
+/// The district and the street, with no people.
 fn plan() -> Vec<PlanUnit> {
-    vec![
-        PlanUnit {
-            unit: unit("tiedong", UnitKind::District, "铁东区"),
-            people: vec![],
-        },
-        PlanUnit {
-            unit: unit("tiedong/jiefang", UnitKind::Street, "解放街道"),
-            people: vec![],
-        },
-    ]
+    testkit::three_units()[..2].to_vec()
 }
 
+/// [`testkit::config`] with redial and anti-entropy an hour apart.
 fn config(u: &Unit) -> Config {
-    let mut c = Config::new(u.id.clone());
-    c.network.mdns = false;
+    let mut c = testkit::config(u);
     c.network.redial_interval_ms = HOUR_MS;
     c.sync.anti_entropy_interval_ms = HOUR_MS;
-    c.sync.request_timeout_ms = 5_000;
-    c.checkpoint.interval_ms = 0;
     c
-}
-
-/// Start the district and the street, the street dialing the district.
-async fn start(dir: &Path) -> Vec<Running> {
-    let p = setup::provision(
-        dir,
-        "铁东区邻里网",
-        &plan(),
-        config,
-        linli_node::clock::now_ms(),
-    )
-    .unwrap();
-    let mut out = Vec::new();
-    let mut addrs: HashMap<UnitId, Multiaddr> = HashMap::new();
-    for n in &p.nodes {
-        let port = MEMORY_PORT.fetch_add(1, Ordering::Relaxed);
-        let listen: Multiaddr = format!("/memory/{port}").parse().unwrap();
-        let bootstrap = n
-            .unit
-            .id
-            .parent()
-            .and_then(|parent| addrs.get(&parent).cloned())
-            .into_iter()
-            .collect();
-        let running = run::start_engine(
-            Engine::open(&n.dir).unwrap(),
-            Options {
-                transports: Transports::Memory,
-                listen: Some(vec![listen.clone()]),
-                bootstrap,
-            },
-        )
-        .await
-        .unwrap();
-        let peer: PeerId = n.peer_id.parse().unwrap();
-        addrs.insert(
-            n.unit.id.clone(),
-            listen.with(libp2p::multiaddr::Protocol::P2p(peer)),
-        );
-        out.push(running);
-    }
-    out
 }
 
 /// `a` lists `b` as connected; and as connected with its hello accepted.
@@ -134,22 +69,6 @@ fn link(a: &Running, b: &Running) -> (bool, bool) {
         })
 }
 
-fn heads(n: &Running, doc: &DocId) -> Option<Vec<String>> {
-    let mut e = n.shared.engine();
-    let d = e.doc_mut(doc).ok()?;
-    let mut h: Vec<String> = d.heads().iter().map(|h| h.to_string()).collect();
-    h.sort();
-    Some(h)
-}
-
-async fn wait(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < within, "{what}: not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 async fn send(n: &Running, cmd: NetCommand) {
     n.shared.net.send(cmd).await.expect("network loop runs");
 }
@@ -159,8 +78,9 @@ async fn send(n: &Running, cmd: NetCommand) {
 /// link to greet again and the edit to reach the street — `CYCLES` times.
 async fn cut_and_heal(unblock: fn(&Running) -> NetCommand) {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = start(dir.path()).await;
-    let (district, street) = (&nodes[0], &nodes[1]);
+    // The district and the street, the street dialing the district.
+    let nodes = start_city(dir.path(), &plan(), config).await;
+    let (district, street) = (&nodes[0].running, &nodes[1].running);
     wait("first hello", HEAL_WITHIN, || {
         link(district, street).1 && link(street, district).1
     })
@@ -229,7 +149,7 @@ async fn cut_and_heal(unblock: fn(&Running) -> NetCommand) {
         eprintln!("cycle {cycle}: healed in {:?}", start.elapsed());
     }
     for n in nodes {
-        n.stop().await;
+        n.running.stop().await;
     }
 }
 
@@ -333,14 +253,13 @@ async fn hello_lost_with_its_connection_is_sent_again() {
     let dir = tempfile::tempdir().unwrap();
     let p = setup::provision(
         dir.path(),
-        "铁东区邻里网",
+        testkit::NETWORK_NAME,
         &plan(),
         config,
         linli_node::clock::now_ms(),
     )
     .unwrap();
-    let port = MEMORY_PORT.fetch_add(1, Ordering::Relaxed);
-    let listen: Multiaddr = format!("/memory/{port}").parse().unwrap();
+    let listen = testkit::memory_addr();
     let district = run::start_engine(
         Engine::open(&p.nodes[0].dir).unwrap(),
         Options {

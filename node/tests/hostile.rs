@@ -14,12 +14,11 @@
 //! must still reach the district.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use automerge::sync::{ChunkList, Message, MessageVersion};
 use automerge::transaction::CommitOptions;
-use automerge::{AutoCommit, Change, ChangeHash};
+use automerge::{AutoCommit, Change};
 use expect_test::expect;
 use futures::StreamExt;
 use libp2p::core::Transport;
@@ -39,21 +38,19 @@ use linli_crdt_model::genesis::{Genesis, NetworkId};
 use linli_crdt_model::keys::SecretKey;
 use linli_crdt_model::kinds::{self, Kind};
 use linli_crdt_model::sync::Signatures;
+use linli_crdt_model::testkit::{hostile, unit};
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_crdt_model::wire;
 use linli_node::clock::now_ms;
 use linli_node::config::{Config, Layout};
 use linli_node::contract::Op;
-use linli_node::engine::Engine;
 use linli_node::keystore;
-use linli_node::net::{self, Transports};
+use linli_node::net;
 use linli_node::protocol::{self, Hello, Request, Response, SyncMessage};
-use linli_node::run::{self, Options, Running};
-use linli_node::setup::{self, PlanPerson, PlanUnit};
+use linli_node::run::Running;
+use linli_node::setup::{self, PlanUnit, ProvisionedNode};
 use linli_node::shared::NetCommand;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-static MEMORY_PORT: AtomicU64 = AtomicU64::new(2_000_000);
+use linli_node::testkit::{self, writer};
 
 const DAY: i64 = 24 * 60 * 60 * 1000;
 const SHENGLI: &str = "tiedong/jiefang/shengli";
@@ -65,49 +62,21 @@ const NEW_DOCS_PER_WRITER_PER_DAY: usize = 2;
 /// The community's sync message limit, lowered from 16 MiB so an oversized request is cheap.
 const MESSAGE_BYTES_MAX: u64 = 1024 * 1024;
 
-fn unit(id: &str, kind: UnitKind, name: &str) -> Unit {
-    Unit {
-        id: UnitId::new(id).unwrap(),
-        kind,
-        name: name.to_owned(),
-    }
-}
-
 /// 铁东区 → 解放街道 → 胜利社区, which run, and 前进社区, which does not: its node keys are the
 /// rogue's, and its writer is the "writer of another community".
 fn plan() -> Vec<PlanUnit> {
-    let writer = |h: &str, n: &str| PlanPerson {
-        handle: h.to_owned(),
-        holder: n.to_owned(),
-        role: Role::Writer,
-    };
-    vec![
-        PlanUnit {
-            unit: unit("tiedong", UnitKind::District, "铁东区"),
-            people: Vec::new(),
-        },
-        PlanUnit {
-            unit: unit("tiedong/jiefang", UnitKind::Street, "解放街道"),
-            people: Vec::new(),
-        },
-        PlanUnit {
-            unit: unit(SHENGLI, UnitKind::Community, "胜利社区"),
-            people: vec![writer("wangfang", "王芳"), writer("liqiang", "李强")],
-        },
-        PlanUnit {
-            unit: unit(QIANJIN, UnitKind::Community, "前进社区"),
-            people: vec![writer("wangfang", "赵敏")],
-        },
-    ]
+    let mut plan = testkit::three_units().to_vec();
+    plan[2].people = vec![writer("wangfang", "王芳"), writer("liqiang", "李强")];
+    plan.push(PlanUnit {
+        unit: unit(QIANJIN, UnitKind::Community, "前进社区"),
+        people: vec![writer("wangfang", "赵敏")],
+    });
+    plan
 }
 
+/// [`testkit::config`], with lower limits at 胜利社区.
 fn config(u: &Unit) -> Config {
-    let mut c = Config::new(u.id.clone());
-    c.network.mdns = false;
-    c.network.redial_interval_ms = 300;
-    c.sync.anti_entropy_interval_ms = 1_000;
-    c.sync.request_timeout_ms = 5_000;
-    c.checkpoint.interval_ms = 0;
+    let mut c = testkit::config(u);
     if u.id.as_str() == SHENGLI {
         c.sync.offences_max = OFFENCES_MAX;
         c.sync.message_bytes_max = MESSAGE_BYTES_MAX;
@@ -338,11 +307,7 @@ impl Rogue {
     }
 }
 
-// ---- crafted bytes (after crdt-model's wire.rs tests) ----
-
-const MESSAGE_TYPE_SYNC_V1: u8 = 0x42;
-const MAGIC_BYTES: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
-const CHUNK_TYPE_COMPRESSED: u8 = 2;
+// ---- forged changes ----
 
 /// Fresh random bytes for an actor of one forging session.
 fn incarnation() -> [u8; ACTOR_INCARNATION_BYTES] {
@@ -350,134 +315,6 @@ fn incarnation() -> [u8; ACTOR_INCARNATION_BYTES] {
     out.copy_from_slice(&keystore::random_seed()[..ACTOR_INCARNATION_BYTES]);
     out
 }
-
-fn uleb(out: &mut Vec<u8>, mut n: u64) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-/// A V1 message with no heads and no needs: `haves` as (last_sync, bloom bytes), then change
-/// chunks.
-fn crafted(haves: &[Vec<u8>], changes: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = vec![MESSAGE_TYPE_SYNC_V1, 0, 0];
-    uleb(&mut out, haves.len() as u64);
-    for bloom in haves {
-        uleb(&mut out, 0); // last_sync
-        uleb(&mut out, bloom.len() as u64);
-        out.extend_from_slice(bloom);
-    }
-    uleb(&mut out, changes.len() as u64);
-    for chunk in changes {
-        uleb(&mut out, chunk.len() as u64);
-        out.extend_from_slice(chunk);
-    }
-    out
-}
-
-fn bloom(entries: u32, bits_per_entry: u32, probes: u32, bits_len: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    uleb(&mut out, entries.into());
-    uleb(&mut out, bits_per_entry.into());
-    uleb(&mut out, probes.into());
-    out.resize(out.len() + bits_len, 0xff);
-    out
-}
-
-/// Bits written least significant first, as deflate packs them.
-struct BitWriter {
-    out: Vec<u8>,
-    acc: u8,
-    n_bits: u32,
-}
-
-impl BitWriter {
-    fn bits(&mut self, value: u32, count: u32) {
-        for i in 0..count {
-            self.acc |= (((value >> i) & 1) as u8) << self.n_bits;
-            self.n_bits += 1;
-            if self.n_bits == 8 {
-                self.out.push(self.acc);
-                self.acc = 0;
-                self.n_bits = 0;
-            }
-        }
-    }
-
-    /// A Huffman code, which deflate packs most significant bit first.
-    fn code(&mut self, code: u32, len: u32) {
-        for i in (0..len).rev() {
-            self.bits((code >> i) & 1, 1);
-        }
-    }
-
-    fn zeros(&mut self, mut count: u64) {
-        while count > 0 && self.n_bits != 0 {
-            self.bits(0, 1);
-            count -= 1;
-        }
-        self.out.resize(self.out.len() + (count / 8) as usize, 0);
-        self.bits(0, (count % 8) as u32);
-    }
-}
-
-/// One dynamic-Huffman deflate block: a literal zero, then `n_matches` copies of "258 bytes at
-/// distance 1", each coded in 2 bits, so it inflates 1032-fold.
-fn deflate_bomb(n_matches: u64) -> Vec<u8> {
-    let mut w = BitWriter {
-        out: Vec::new(),
-        acc: 0,
-        n_bits: 0,
-    };
-    w.bits(1, 1); // final block
-    w.bits(2, 2); // dynamic Huffman codes
-    w.bits(286 - 257, 5); // literal/length codes 0..=285
-    w.bits(2 - 1, 5); // distance codes 0 and 1
-    w.bits(18 - 4, 4); // code length codes, in the order below
-    let order = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1];
-    for symbol in order {
-        let len = match symbol {
-            18 => 1,
-            1 | 2 => 2,
-            _ => 0,
-        };
-        w.bits(len, 3);
-    }
-    w.code(0b11, 2); // literal 0: length 2
-    w.code(0, 1); // 138 unused literals
-    w.bits(138 - 11, 7);
-    w.code(0, 1); // 117 more
-    w.bits(117 - 11, 7);
-    w.code(0b11, 2); // end of block (256): length 2
-    w.code(0, 1); // lengths 257..=284 unused
-    w.bits(28 - 11, 7);
-    w.code(0b10, 2); // length 258 (285): length 1
-    w.code(0b10, 2); // distance 1: length 1
-    w.code(0b10, 2); // distance 2: length 1
-    w.code(0b10, 2); // the literal zero
-    w.zeros(2 * n_matches);
-    w.code(0b11, 2);
-    w.bits(0, 7); // flush
-    w.out
-}
-
-/// A compressed change chunk (zero checksum) whose body inflates to `258 * n_matches` bytes.
-fn compressed_chunk(body: &[u8]) -> Vec<u8> {
-    let mut out = MAGIC_BYTES.to_vec();
-    out.extend_from_slice(&[0; 4]);
-    out.push(CHUNK_TYPE_COMPRESSED);
-    uleb(&mut out, body.len() as u64);
-    out.extend_from_slice(body);
-    out
-}
-
-// ---- forged changes ----
 
 /// A change made on a fork of `doc` at its heads, dated `at_ms`, signed by `signer` whatever
 /// its authority.
@@ -674,7 +511,7 @@ struct City {
 /// dialing its parent.
 async fn start(dir: &Path, n_rogues: usize, rogue_unit: &str) -> City {
     let now = now_ms();
-    let p = setup::provision(dir, "铁东区邻里网", &plan(), config, now - 7 * DAY).unwrap();
+    let p = setup::provision(dir, testkit::NETWORK_NAME, &plan(), config, now - 7 * DAY).unwrap();
     let by_unit = |id: &str| p.nodes.iter().find(|n| n.unit.id.as_str() == id).unwrap();
     let (shengli, qianjin) = (by_unit(SHENGLI), by_unit(QIANJIN));
     let qianjin_admin = key_of(&qianjin.dir, "admin");
@@ -716,28 +553,18 @@ async fn start(dir: &Path, n_rogues: usize, rogue_unit: &str) -> City {
         .map(|(_, c)| c.clone())
         .collect();
     certs.push(expired_cert);
-    let mut running = Vec::new();
-    let mut parent: Option<Multiaddr> = None;
-    for n in p.nodes.iter().filter(|n| n.unit.id.as_str() != QIANJIN) {
+    let runs: Vec<&ProvisionedNode> = p
+        .nodes
+        .iter()
+        .filter(|n| n.unit.id.as_str() != QIANJIN)
+        .collect();
+    for n in &runs {
         setup::import_offline(&n.dir, &p.genesis, &[], &certs).unwrap();
-        let port = MEMORY_PORT.fetch_add(1, Ordering::Relaxed);
-        let listen: Multiaddr = format!("/memory/{port}").parse().unwrap();
-        let r = run::start_engine(
-            Engine::open(&n.dir).unwrap(),
-            Options {
-                transports: Transports::Memory,
-                listen: Some(vec![listen]),
-                bootstrap: parent.iter().cloned().collect(),
-            },
-        )
-        .await
-        .unwrap();
-        parent = r.dial_addr();
-        running.push(r);
     }
-    let community = running.pop().unwrap();
-    let street = running.pop().unwrap();
-    let district = running.pop().unwrap();
+    let mut running = testkit::start(runs).await;
+    let community = running.pop().unwrap().running;
+    let street = running.pop().unwrap().running;
+    let district = running.pop().unwrap().running;
     City {
         genesis: p.genesis.clone(),
         district,
@@ -756,18 +583,11 @@ async fn start(dir: &Path, n_rogues: usize, rogue_unit: &str) -> City {
     }
 }
 
-fn heads_of(node: &Running, doc: &DocId) -> Option<Vec<ChangeHash>> {
-    let mut e = node.shared.engine();
-    let mut heads = e.doc_mut(doc).ok()?.heads();
-    heads.sort();
-    Some(heads)
-}
-
 /// Wait until the district holds `doc` with the community's heads.
 async fn reaches_district(city: &City, doc: &DocId, within: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < within {
-        if heads_of(&city.district, doc) == heads_of(&city.community, doc) {
+        if testkit::heads(&city.district, doc) == testkit::heads(&city.community, doc) {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -777,21 +597,9 @@ async fn reaches_district(city: &City, doc: &DocId, within: Duration) -> bool {
 
 /// The node's HTTP API answers `GET /v1/status` with 200 within a second.
 async fn healthy(node: &Running) -> bool {
-    let probe = async {
-        let mut s = tokio::net::TcpStream::connect(node.api_addr).await.ok()?;
-        let request = format!(
-            "GET /v1/status HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-            node.api_addr, node.shared.token
-        );
-        s.write_all(request.as_bytes()).await.ok()?;
-        let mut answer = Vec::new();
-        s.read_to_end(&mut answer).await.ok()?;
-        Some(answer.starts_with(b"HTTP/1.1 200"))
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(1), probe).await,
-        Ok(Some(true))
-    )
+    testkit::api_latency(node.api_addr, &node.shared.token)
+        .await
+        .is_some()
 }
 
 /// What became of a sync request: the answer and, if it was taken, the changes the node says
@@ -802,19 +610,19 @@ async fn sync_outcome(
     doc: &DocId,
     msg: SyncMessage,
 ) -> (Outcome, String) {
-    let heads = heads_of(node, doc);
+    let heads = testkit::heads(node, doc);
     let outcome = rogue.request(Request::Sync(Box::new(msg))).await;
     let label = match &outcome {
         Outcome::Answered(Response::Sync(m)) if !m.set_aside.is_empty() => {
             assert_eq!(
-                heads_of(node, doc),
+                testkit::heads(node, doc),
                 heads,
                 "set aside, yet the heads changed"
             );
             let reasons: Vec<&str> = m.set_aside.iter().map(|n| n.reason.as_str()).collect();
             format!("set aside {}", reasons.join(" "))
         }
-        Outcome::Answered(Response::Sync(_)) if heads_of(node, doc) == heads => {
+        Outcome::Answered(Response::Sync(_)) if testkit::heads(node, doc) == heads => {
             "accepted, heads unchanged".to_owned()
         }
         Outcome::Answered(Response::Sync(_)) => "accepted, heads changed".to_owned(),
@@ -952,18 +760,32 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
     }
     cases.push((
         "zero-bit bloom filter",
-        raw(tasks, crafted(&[bloom(1, 0, 1, 0)], &[])),
+        raw(
+            tasks,
+            hostile::message(&[], &[(&[], hostile::bloom(1, 0, 1, 0))], &[], None),
+        ),
     ));
     cases.push((
         "u32::MAX bloom probes",
-        raw(tasks, crafted(&[bloom(1, 10, u32::MAX, 2)], &[])),
+        raw(
+            tasks,
+            hostile::message(&[], &[(&[], hostile::bloom(1, 10, u32::MAX, 2))], &[], None),
+        ),
     ));
     cases.push((
         "deflate bomb",
         // 5 KB that inflate to 5 MB, over the 4 MiB change limit.
         raw(
             tasks,
-            crafted(&[], &[compressed_chunk(&deflate_bomb(20_000))]),
+            hostile::message(
+                &[],
+                &[],
+                &[hostile::chunk(
+                    hostile::CHUNK_TYPE_COMPRESSED,
+                    &hostile::deflate_bomb(20_000),
+                )],
+                None,
+            ),
         ),
     ));
     cases.push((
@@ -992,7 +814,7 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
             period: None,
         }
         .sign(&city.other_writer);
-        let mut msg = raw(header.id(), crafted(&[], &[]));
+        let mut msg = raw(header.id(), hostile::message(&[], &[], &[], None));
         msg.header = Some(header);
         cases.push(("unit document of another unit", msg));
     }
@@ -1066,9 +888,9 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
         let (c, s) = city.forge(&city.wangfang, now_ms(), |tx| duty(tx, "honest"));
         let msg = carrying(tasks, &c, vec![s]);
         for name in ["honest change", "same change again"] {
-            let before = heads_of(&city.community, &tasks);
+            let before = testkit::heads(&city.community, &tasks);
             let outcome = rogue.request(Request::Sync(Box::new(msg.clone()))).await;
-            let after = heads_of(&city.community, &tasks);
+            let after = testkit::heads(&city.community, &tasks);
             rows.push(format!(
                 "{name}: {}, {}, {}",
                 outcome.label(),
@@ -1085,7 +907,7 @@ async fn rogue_peer_is_refused_with_reasons_and_the_network_keeps_working() {
             ));
         }
         assert!(
-            heads_of(&city.community, &tasks)
+            testkit::heads(&city.community, &tasks)
                 .unwrap()
                 .contains(&c.hash()),
             "the honest change is at the community"

@@ -2,263 +2,43 @@
 //! 3 streets, 9 communities) converges after edits everywhere, holds nothing outside scope, and
 //! heals after a partition.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use libp2p::{Multiaddr, PeerId};
 use linli_crdt_model::cert::Role;
 use linli_crdt_model::doc::DocId;
 use linli_crdt_model::kinds::{self, Kind};
-use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
-use linli_node::config::Config;
+use linli_crdt_model::unit::UnitKind;
 use linli_node::contract::{CreateDoc, Op};
 use linli_node::engine::Engine;
-use linli_node::net::Transports;
-use linli_node::run::{self, Options, Running};
-use linli_node::setup::{self, PlanPerson, PlanUnit};
+use linli_node::setup::PlanUnit;
 use linli_node::shared::NetCommand;
+use linli_node::testkit::{
+    self, Node, config, converge, divergence, parents_connected, person, scope_leaks, start_city,
+    wait, writer,
+};
 
-static MEMORY_PORT: AtomicU64 = AtomicU64::new(1_000_000);
-
-fn unit(id: &str, kind: UnitKind, name: &str) -> Unit {
-    Unit {
-        id: UnitId::new(id).unwrap(),
-        kind,
-        name: name.to_owned(),
-    }
-}
-
-/// 铁东区 with 3 streets of 3 communities each.
-pub fn city() -> Vec<PlanUnit> {
-    let worker = |h: &str, n: &str| PlanPerson {
-        handle: h.to_owned(),
-        holder: n.to_owned(),
-        role: Role::Writer,
-    };
-    let mut plan = vec![PlanUnit {
-        unit: unit("tiedong", UnitKind::District, "铁东区"),
-        people: vec![
-            PlanPerson {
-                handle: "reviewer".into(),
-                holder: "民政局 刘审".into(),
-                role: Role::Reviewer,
-            },
-            PlanPerson {
-                handle: "approver".into(),
-                holder: "区政府 陈批".into(),
-                role: Role::Approver,
-            },
+/// 铁东区 with 3 streets of 3 communities each: a reviewer and an approver at the district, an
+/// approver at each street, two workers at each community.
+fn city() -> Vec<PlanUnit> {
+    testkit::city(|u| match u.kind {
+        UnitKind::District => vec![
+            person("reviewer", "民政局 刘审", Role::Reviewer),
+            person("approver", "区政府 陈批", Role::Approver),
         ],
-    }];
-    let streets = [
-        ("jiefang", "解放街道"),
-        ("zhanqian", "站前街道"),
-        ("yuanlin", "园林街道"),
-    ];
-    let communities = ["shengli", "qianjin", "heping"];
-    for (s, sname) in streets {
-        plan.push(PlanUnit {
-            unit: unit(&format!("tiedong/{s}"), UnitKind::Street, sname),
-            people: vec![PlanPerson {
-                handle: "approver".into(),
-                holder: format!("{sname} 备案员"),
-                role: Role::Approver,
-            }],
-        });
-        for c in communities {
-            plan.push(PlanUnit {
-                unit: unit(
-                    &format!("tiedong/{s}/{c}"),
-                    UnitKind::Community,
-                    &format!("{sname}{c}社区"),
-                ),
-                people: vec![worker("wangfang", "王芳"), worker("liqiang", "李强")],
-            });
-        }
-    }
-    plan
-}
-
-fn config(u: &Unit) -> Config {
-    let mut c = Config::new(u.id.clone());
-    c.network.mdns = false;
-    c.network.redial_interval_ms = 300;
-    c.sync.anti_entropy_interval_ms = 1_000;
-    c.sync.request_timeout_ms = 5_000;
-    c.checkpoint.interval_ms = 0;
-    c
-}
-
-struct Node {
-    unit: Unit,
-    running: Running,
-}
-
-impl Node {
-    fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
-        self.running.shared.engine()
-    }
-}
-
-/// Start every provisioned node, each dialing its parent.
-async fn start_city(dir: &Path, plan: &[PlanUnit]) -> Vec<Node> {
-    let p = setup::provision(
-        dir,
-        "铁东区邻里网",
-        plan,
-        config,
-        linli_node::clock::now_ms(),
-    )
-    .unwrap();
-    let mut nodes: Vec<Node> = Vec::new();
-    let mut addrs: HashMap<UnitId, Multiaddr> = HashMap::new();
-    for n in &p.nodes {
-        let port = MEMORY_PORT.fetch_add(1, Ordering::Relaxed);
-        let listen: Multiaddr = format!("/memory/{port}").parse().unwrap();
-        let bootstrap = n
-            .unit
-            .id
-            .parent()
-            .and_then(|parent| addrs.get(&parent).cloned())
-            .into_iter()
-            .collect();
-        let engine = Engine::open(&n.dir).unwrap();
-        let running = run::start_engine(
-            engine,
-            Options {
-                transports: Transports::Memory,
-                listen: Some(vec![listen.clone()]),
-                bootstrap,
-            },
-        )
-        .await
-        .unwrap();
-        let peer: PeerId = n.peer_id.parse().unwrap();
-        addrs.insert(
-            n.unit.id.clone(),
-            listen.with(libp2p::multiaddr::Protocol::P2p(peer)),
-        );
-        nodes.push(Node {
-            unit: n.unit.clone(),
-            running,
-        });
-    }
-    nodes
-}
-
-/// What one node holds: doc → (unit, scope, heads).
-type Holding = BTreeMap<DocId, (UnitId, linli_crdt_model::doc::Scope, Vec<String>)>;
-
-fn holdings(nodes: &[Node]) -> Vec<Holding> {
-    nodes
-        .iter()
-        .map(|n| {
-            let mut e = n.engine();
-            e.doc_ids()
-                .into_iter()
-                .map(|id| {
-                    let d = e.doc_mut(&id).unwrap();
-                    let h = d.header().header.clone();
-                    let mut heads: Vec<String> = d.heads().iter().map(|h| h.to_string()).collect();
-                    heads.sort();
-                    (id, (h.unit, h.scope, heads))
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// Differences from convergence: for every document, every node that may hold it must hold it
-/// with the same heads as every other.
-fn divergence(nodes: &[Node]) -> Vec<String> {
-    let held = holdings(nodes);
-    let mut all: BTreeMap<DocId, (UnitId, linli_crdt_model::doc::Scope)> = BTreeMap::new();
-    for h in &held {
-        for (id, (u, s, _)) in h {
-            all.insert(*id, (u.clone(), *s));
-        }
-    }
-    let mut out = Vec::new();
-    for (id, (owner, scope)) in &all {
-        let mut seen: Option<&Vec<String>> = None;
-        for (n, h) in nodes.iter().zip(&held) {
-            if !scope.may_hold(owner, &n.unit.id) {
-                continue;
-            }
-            match h.get(id) {
-                None => out.push(format!("{} lacks {}", n.unit.id, id.short())),
-                Some((_, _, heads)) => match seen {
-                    None => seen = Some(heads),
-                    Some(s) if s != heads => {
-                        out.push(format!("{} differs on {}", n.unit.id, id.short()))
-                    }
-                    _ => {}
-                },
-            }
-        }
-    }
-    out
-}
-
-fn scope_leaks(nodes: &[Node]) -> Vec<String> {
-    let held = holdings(nodes);
-    let mut out = Vec::new();
-    for (n, h) in nodes.iter().zip(&held) {
-        for (id, (owner, scope, _)) in h {
-            if !scope.may_hold(owner, &n.unit.id) {
-                out.push(format!(
-                    "{} holds {} of {owner} ({scope:?})",
-                    n.unit.id,
-                    id.short()
-                ));
-            }
-        }
-    }
-    out
-}
-
-async fn converge(nodes: &[Node], within: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let d = divergence(nodes);
-        if d.is_empty() {
-            return start.elapsed();
-        }
-        if start.elapsed() > within {
-            panic!(
-                "not converged after {within:?}: {} differences, e.g. {:?}",
-                d.len(),
-                &d[..d.len().min(10)]
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        UnitKind::Street => vec![person(
+            "approver",
+            &format!("{} 备案员", u.name),
+            Role::Approver,
+        )],
+        _ => vec![writer("wangfang", "王芳"), writer("liqiang", "李强")],
+    })
 }
 
 async fn wait_peers(nodes: &[Node], within: Duration) {
-    let start = Instant::now();
-    loop {
-        // Every node but the top is connected to its parent.
-        let ok = nodes.iter().all(|n| {
-            n.unit.id.parent().is_none_or(|parent| {
-                n.running
-                    .shared
-                    .peers()
-                    .iter()
-                    .any(|p| p.connected && p.unit.as_deref() == Some(parent.as_str()))
-            })
-        });
-        if ok {
-            return;
-        }
-        assert!(
-            start.elapsed() < within,
-            "peers did not connect within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait("peers connected to their parents", within, || {
+        parents_connected(nodes)
+    })
+    .await;
 }
 
 fn visit_log(e: &mut Engine, month: &str) -> DocId {
@@ -310,7 +90,7 @@ fn add_visit(e: &mut Engine, doc: &DocId, household: &str, person: &str, worker:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn city_converges_keeps_scope_and_heals_after_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = start_city(dir.path(), &city()).await;
+    let nodes = start_city(dir.path(), &city(), config).await;
     wait_peers(&nodes, Duration::from_secs(20)).await;
     let t = converge(&nodes, Duration::from_secs(30)).await;
     eprintln!("initial convergence: {t:?}");
@@ -442,7 +222,7 @@ async fn approved_request_is_admitted_at_the_community_and_audited_upward() {
             ["tiedong", "tiedong/jiefang", "tiedong/jiefang/shengli"].contains(&p.unit.id.as_str())
         })
         .collect();
-    let nodes = start_city(dir.path(), &plan).await;
+    let nodes = start_city(dir.path(), &plan, config).await;
     wait_peers(&nodes, Duration::from_secs(20)).await;
     converge(&nodes, Duration::from_secs(30)).await;
     let (district, community) = (&nodes[0], &nodes[2]);

@@ -34,6 +34,7 @@ use linli_crdt_model::cert::{CertBody, Certificate, Role};
 use linli_crdt_model::doc::DocId;
 use linli_crdt_model::keys::SecretKey;
 use linli_crdt_model::sync::Signatures;
+use linli_crdt_model::testkit::{hostile, unit};
 use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_crdt_model::wire;
 use linli_node::clock::now_ms;
@@ -44,8 +45,9 @@ use linli_node::net::{self, Transports};
 use linli_node::protocol::{self, Hello, Request, Response, SyncMessage};
 use linli_node::run::{self, Options, Running};
 use linli_node::setup::{self, PlanUnit, Provisioned};
+use linli_node::testkit::three_units;
 
-use common::{city_plan, figures, peak_rss_mib, unit, watched};
+use common::{figures, peak_rss_mib, watched};
 
 const HELLO_TIMEOUT_MS: u64 = 1_500;
 const REDIAL_MS: u64 = 200;
@@ -693,135 +695,7 @@ fn metric(node: &Running, line_prefix: &str) -> u64 {
         .unwrap_or(0)
 }
 
-// ---- a bomb in many chunks (the formats of crdt-model's wire.rs) ----
-
-const MESSAGE_TYPE_SYNC_V1: u8 = 0x42;
-const MAGIC_BYTES: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
-const CHUNK_TYPE_CHANGE: u8 = 1;
-const CHUNK_TYPE_COMPRESSED: u8 = 2;
-/// The longest match deflate can copy, which its length code 285 stands for.
-const DEFLATE_MATCH_MAX: usize = 258;
-
-fn uleb(out: &mut Vec<u8>, mut n: u64) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        if n == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
-    }
-}
-
-/// A LEB128 number at the start of `bytes`, and how many bytes it took.
-fn read_uleb(bytes: &[u8]) -> (u64, usize) {
-    let mut n = 0;
-    for (i, b) in bytes.iter().enumerate().take(10) {
-        n |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            return (n, i + 1);
-        }
-    }
-    panic!("not a LEB128 number");
-}
-
-/// A deflate bit stream: fields least significant bit first, Huffman codes most significant
-/// bit first.
-#[derive(Default)]
-struct Bits {
-    out: Vec<u8>,
-    acc: u8,
-    n_bits: u32,
-}
-
-impl Bits {
-    fn bits(&mut self, value: u32, count: u32) {
-        for i in 0..count {
-            self.acc |= (((value >> i) & 1) as u8) << self.n_bits;
-            self.n_bits += 1;
-            if self.n_bits == 8 {
-                self.out.push(self.acc);
-                self.acc = 0;
-                self.n_bits = 0;
-            }
-        }
-    }
-
-    fn code(&mut self, code: u32, len: u32) {
-        for i in (0..len).rev() {
-            self.bits((code >> i) & 1, 1);
-        }
-    }
-
-    /// Up to the next byte boundary, as a stored block's header is.
-    fn align(&mut self) {
-        while self.n_bits != 0 {
-            self.bits(0, 1);
-        }
-    }
-
-    fn zeros(&mut self, mut count: u64) {
-        while count > 0 && self.n_bits != 0 {
-            self.bits(0, 1);
-            count -= 1;
-        }
-        self.out.resize(self.out.len() + (count / 8) as usize, 0);
-        self.bits(0, (count % 8) as u32);
-    }
-}
-
-/// A raw deflate stream of two blocks that inflates to `prefix` then `1 + 258 * n_matches`
-/// zero bytes: a stored block holding `prefix`, then a dynamic-Huffman block coding a literal
-/// zero and `n_matches` copies of "258 bytes at distance 1" in two bits each (1032-fold).
-fn deflate_padded(prefix: &[u8], n_matches: u64) -> Vec<u8> {
-    let mut w = Bits::default();
-    // Stored block, not final.
-    w.bits(0, 1);
-    w.bits(0, 2);
-    w.align();
-    let len = u16::try_from(prefix.len()).expect("a stored block holds at most 65535 bytes");
-    w.out.extend_from_slice(&len.to_le_bytes());
-    w.out.extend_from_slice(&(!len).to_le_bytes());
-    w.out.extend_from_slice(prefix);
-    // Dynamic Huffman block, final. Literal/length code: 285 (length 258) in 1 bit, literal 0
-    // and end of block (256) in 2; distance code: distances 1 and 2 in 1 bit each. Their code
-    // lengths are coded with 18 (a run of 11..=138 zeros) in 1 bit and lengths 1 and 2 in 2.
-    w.bits(1, 1);
-    w.bits(2, 2);
-    w.bits(286 - 257, 5); // literal/length codes 0..=285
-    w.bits(2 - 1, 5); // distance codes 0 and 1
-    let order = [16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1];
-    w.bits(order.len() as u32 - 4, 4);
-    for symbol in order {
-        let len = match symbol {
-            18 => 1,
-            1 | 2 => 2,
-            _ => 0,
-        };
-        w.bits(len, 3);
-    }
-    // Canonical code-length codes: 18 → 0, 1 → 10, 2 → 11.
-    let (run, one, two) = ((0b0, 1), (0b10, 2), (0b11, 2));
-    w.code(two.0, two.1); // literal 0: length 2
-    w.code(run.0, run.1); // 138 unused literals
-    w.bits(138 - 11, 7);
-    w.code(run.0, run.1); // 117 more, up to 255
-    w.bits(117 - 11, 7);
-    w.code(two.0, two.1); // end of block (256): length 2
-    w.code(run.0, run.1); // lengths 257..=284 unused
-    w.bits(28 - 11, 7);
-    w.code(one.0, one.1); // length 258 (285): length 1
-    w.code(one.0, one.1); // distance 1: length 1
-    w.code(one.0, one.1); // distance 2: length 1
-    // Canonical literal/length codes: 285 → 0, literal 0 → 10, end of block → 11; distance 1
-    // → 0.
-    w.code(0b10, 2); // the literal zero
-    w.zeros(2 * n_matches); // each match: length 258 (0), distance 1 (0)
-    w.code(0b11, 2);
-    w.align();
-    w.out
-}
+// ---- a bomb in many chunks ----
 
 /// A compressed change chunk whose data inflates to at most `inflated_max` bytes: the body of
 /// a real change followed by zeros, which Automerge reads as the change's "extra bytes". Its
@@ -834,35 +708,21 @@ fn padded_change(inflated_max: usize) -> (Vec<u8>, usize) {
     let change = doc.get_last_local_change().expect("a change").clone();
     let raw = change.raw_bytes();
     assert_eq!(
-        raw[8], CHUNK_TYPE_CHANGE,
+        raw[8],
+        hostile::CHUNK_TYPE_CHANGE,
         "a small change is not compressed"
     );
-    let (len, n) = read_uleb(&raw[9..]);
+    let (len, n) = hostile::read_uleb(&raw[9..]);
     let body = &raw[9 + n..];
     assert_eq!(body.len() as u64, len);
-    let n_matches = (inflated_max - body.len() - 1) / DEFLATE_MATCH_MAX;
-    let inflated = body.len() + 1 + DEFLATE_MATCH_MAX * n_matches;
-    let deflated = deflate_padded(body, n_matches as u64);
-    let mut chunk = MAGIC_BYTES.to_vec();
-    chunk.extend_from_slice(&[0; 4]);
-    chunk.push(CHUNK_TYPE_COMPRESSED);
-    uleb(&mut chunk, deflated.len() as u64);
-    chunk.extend_from_slice(&deflated);
+    let n_matches = (inflated_max - body.len() - 1) / hostile::DEFLATE_MATCH_MAX;
+    let inflated = body.len() + 1 + hostile::DEFLATE_MATCH_MAX * n_matches;
+    let deflated = hostile::deflate_padded(body, n_matches as u64);
+    let mut chunk = hostile::chunk(hostile::CHUNK_TYPE_COMPRESSED, &deflated);
     let parsed = Change::from_bytes(chunk.clone()).expect("automerge reads the padded change");
     assert_eq!(parsed.extra_bytes().len(), inflated - body.len());
     chunk[4..8].copy_from_slice(&parsed.hash().0[..4]);
     (chunk, inflated)
-}
-
-/// A V1 sync message with no heads, needs or haves, carrying `chunk` `n` times.
-fn repeated_chunks(chunk: &[u8], n: usize) -> Vec<u8> {
-    let mut out = vec![MESSAGE_TYPE_SYNC_V1, 0, 0, 0];
-    uleb(&mut out, n as u64);
-    for _ in 0..n {
-        uleb(&mut out, chunk.len() as u64);
-        out.extend_from_slice(chunk);
-    }
-    out
 }
 
 /// A member's bomb in many chunks. A peer holding the key of a certified community node says
@@ -900,7 +760,7 @@ fn member_of(node: &Running, community: &setup::ProvisionedNode) -> (SecretKey, 
 async fn a_nodes_sessions_with_a_member_stop_at_the_concurrent_budget() {
     const SESSIONS: usize = 2;
     let dir = tempfile::tempdir().unwrap();
-    let plan = city_plan();
+    let plan = three_units();
     let (p, node) = start_tuned(dir.path(), &plan, |c| {
         c.sync.concurrent_sessions_per_peer_max = SESSIONS;
         // No inventory of the node's own while we count.
@@ -972,7 +832,7 @@ async fn a_nodes_sessions_with_a_member_stop_at_the_concurrent_budget() {
 async fn a_members_multi_chunk_bomb_stops_at_the_message_limit() {
     const SHENGLI: &str = "tiedong/jiefang/shengli";
     let dir = tempfile::tempdir().unwrap();
-    let plan = city_plan();
+    let plan = three_units();
     let (p, node) = start(dir.path(), &plan).await;
     let community = p
         .nodes
@@ -1005,7 +865,8 @@ async fn a_members_multi_chunk_bomb_stops_at_the_message_limit() {
     let (chunk, inflated_per_chunk) = padded_change(limits.change_bytes_max);
     wire::decode_change(&chunk, &limits).expect("one chunk alone is within every limit");
     let n_chunks = 64 * limits.inflated_bytes_per_message_max / inflated_per_chunk;
-    let bytes = repeated_chunks(&chunk, n_chunks);
+    // A V1 sync message with no heads, needs or haves, carrying the chunk `n_chunks` times.
+    let bytes = hostile::message(&[], &[], &vec![chunk.clone(); n_chunks], None);
     let nominal = n_chunks * inflated_per_chunk;
     assert!(nominal >= 63 * limits.inflated_bytes_per_message_max);
     assert!(bytes.len() < limits.sync_message_bytes_max);

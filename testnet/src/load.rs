@@ -24,6 +24,9 @@ use linli_crdt_model::doc::Scope;
 use linli_crdt_model::kinds::{Kind, minutes, tasks, visits};
 use linli_crdt_model::unit::{UnitId, UnitKind};
 use linli_node::contract::{AttestRequest, CreateDoc, DocFilter, DocSummary, Op, StatusView};
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::seq::IndexedRandom as _;
+use rand::{RngExt as _, SeedableRng as _};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{self, ApiError, Client};
@@ -99,31 +102,21 @@ pub struct LoadReport {
     pub errors: Vec<String>,
 }
 
-/// A small deterministic generator (SplitMix64): the same seed makes the same traffic.
+/// A seeded generator, so the same seed makes the same traffic: rand's xoshiro256++, a
+/// generator whose output for a given seed rand keeps the same from release to release.
 #[derive(Debug, Clone)]
-pub(crate) struct Rng(u64);
+pub(crate) struct Rng(Xoshiro256PlusPlus);
 
 impl Rng {
     pub(crate) fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        Rng(Xoshiro256PlusPlus::seed_from_u64(seed))
     }
     /// Uniform in `0..n` (`n > 0`).
     pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.random_range(..n.max(1))
     }
     pub(crate) fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
-        if items.is_empty() {
-            None
-        } else {
-            items.get(self.below(items.len() as u64) as usize)
-        }
+        items.choose(&mut self.0)
     }
     pub(crate) fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent

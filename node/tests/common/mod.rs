@@ -1,72 +1,19 @@
 //! What the node tests that attack a running node measure meanwhile: the process's peak
-//! resident memory, and how soon the node's HTTP API answers while the attack goes on; and the
-//! smallest city they provision.
+//! resident memory, and how soon the node's HTTP API answers while the attack goes on (probed
+//! with `linli_node::testkit::api_latency`).
 //!
 //! Each test binary that uses it says `mod common;`.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use linli_crdt_model::unit::{Unit, UnitId, UnitKind};
 use linli_node::run::Running;
-use linli_node::setup::PlanUnit;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-#[allow(dead_code, reason = "not every test binary provisions its own plan")]
-pub(crate) fn unit(id: &str, kind: UnitKind, name: &str) -> Unit {
-    Unit {
-        id: UnitId::new(id).unwrap(),
-        kind,
-        name: name.to_owned(),
-    }
-}
-
-/// 铁东区 → 解放街道 → 胜利社区, with no people: the district first, the community last.
-#[allow(dead_code, reason = "not every test binary provisions this city")]
-pub(crate) fn city_plan() -> [PlanUnit; 3] {
-    [
-        PlanUnit {
-            unit: unit("tiedong", UnitKind::District, "铁东区"),
-            people: Vec::new(),
-        },
-        PlanUnit {
-            unit: unit("tiedong/jiefang", UnitKind::Street, "解放街道"),
-            people: Vec::new(),
-        },
-        PlanUnit {
-            unit: unit("tiedong/jiefang/shengli", UnitKind::Community, "胜利社区"),
-            people: Vec::new(),
-        },
-    ]
-}
+use linli_node::testkit::{API_WITHIN, api_latency};
 
 /// Peak resident memory the test process (node included) must stay under.
 pub(crate) const RSS_MAX_MIB: u64 = 512;
-/// How soon the node's HTTP API must answer, whatever a peer does.
-pub(crate) const API_WITHIN: Duration = Duration::from_secs(1);
-
-/// The node's HTTP API (at `addr`, with bearer `token`) answers `GET /v1/status` with 200: how
-/// long it took, if it did within a second.
-pub(crate) async fn api_latency(addr: SocketAddr, token: &str) -> Option<Duration> {
-    let started = Instant::now();
-    let probe = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let request = format!(
-            "GET /v1/status HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
-        );
-        s.write_all(request.as_bytes()).await.ok()?;
-        let mut answer = Vec::new();
-        s.read_to_end(&mut answer).await.ok()?;
-        Some(answer.starts_with(b"HTTP/1.1 200"))
-    };
-    match tokio::time::timeout(API_WITHIN, probe).await {
-        Ok(Some(true)) => Some(started.elapsed()),
-        _ => None,
-    }
-}
 
 /// The peak resident memory of this process so far (`VmHWM` in /proc/self/status), in MiB.
 /// The node runs in-process, so this bounds its own from above (other tests of this file run

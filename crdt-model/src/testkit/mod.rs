@@ -2,9 +2,15 @@
 //!
 //! 铁东区 (district `tiedong`) → 解放街道 (street `tiedong/jiefang`) → 胜利社区 and 前进社区
 //! (communities `tiedong/jiefang/shengli`, `tiedong/jiefang/qianjin`). Keys come from fixed seeds,
-//! so ids and hashes in snapshots are stable.
+//! so ids and hashes in snapshots are stable. [`forge`] makes changes whatever their authority,
+//! [`hostile`] the bytes of a peer that does not follow the wire format.
+
+pub mod hostile;
 
 use automerge::ActorId;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::seq::{IndexedRandom as _, SliceRandom as _};
+use rand::{RngExt as _, SeedableRng as _};
 
 use crate::attest;
 use crate::cert::{
@@ -208,34 +214,30 @@ pub fn permutations(n: usize) -> Vec<Vec<usize>> {
     out
 }
 
-/// A small seeded generator (SplitMix64), so a failing run can be replayed from its seed.
+/// A seeded generator, so a failing run can be replayed from its seed: rand's xoshiro256++, a
+/// generator whose output for a given seed rand keeps the same from release to release.
 #[derive(Debug, Clone)]
-pub struct Rng(pub u64);
+pub struct Rng(Xoshiro256PlusPlus);
 
 impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+    pub fn new(seed: u64) -> Rng {
+        Rng(Xoshiro256PlusPlus::seed_from_u64(seed))
     }
 
-    /// Uniform enough below `n` (> 0) for tests.
+    /// Uniform below `n` (> 0).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
+        self.0.random_range(..n)
     }
 
     pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len())]
+        xs.choose(&mut self.0)
+            .expect("a choice from a non-empty slice")
     }
 
-    /// `xs` in a random order (Fisher–Yates).
+    /// `xs` in a random order.
     pub fn shuffled<T: Clone>(&mut self, xs: &[T]) -> Vec<T> {
         let mut v = xs.to_vec();
-        for i in (1..v.len()).rev() {
-            v.swap(i, self.below(i + 1));
-        }
+        v.shuffle(&mut self.0);
         v
     }
 }
