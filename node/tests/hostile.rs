@@ -1,5 +1,5 @@
 //! A rogue peer against a real network: district, street and community nodes over libp2p's
-//! memory transport, and a hand-built libp2p swarm that speaks `/linli/sync/3` with crafted
+//! memory transport, and a hand-built libp2p swarm that speaks `/linli/sync/4` with crafted
 //! messages aimed at the community's task list, and trust records a community administrator
 //! forges to take authority it does not hold.
 //!
@@ -121,7 +121,7 @@ impl Outcome {
     }
 }
 
-/// A peer that is no linli node: only request-response on `/linli/sync/3`, driven by hand.
+/// A peer that is no linli node: only request-response on `/linli/sync/4`, driven by hand.
 struct Rogue {
     swarm: RogueSwarm,
     hello: Hello,
