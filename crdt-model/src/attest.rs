@@ -443,11 +443,13 @@ pub fn admissible<'a>(
     let mut out = Vec::new();
     for (doc, doc_unit, list) in lists {
         let doc_hex = doc.to_string();
+        // Judged (signatures checked) once per document, and only if a request needs it.
+        let mut judged = None;
         for (rid, req) in &list.requests {
             if !req.target_units.contains(&me) || admitted.contains(&(&doc_hex, rid.as_str())) {
                 continue;
             }
-            let valid = index.valid_for(&doc, doc_unit, trust);
+            let valid: &[_] = judged.get_or_insert_with(|| index.valid_for(&doc, doc_unit, trust));
             let about = |a: &Attestation, g: &Grant, s: Statement| {
                 a.body.statement == s
                     && a.body.subject.as_deref() == Some(rid.as_str())
@@ -600,6 +602,17 @@ mod tests {
         index.insert(att, &net.trust.network()).unwrap()
     }
 
+    /// The district's review, then its approval, of request `r1` for `targets`.
+    fn district_approves(
+        net: &Net,
+        index: &mut Index,
+        targets: &[&UnitId],
+    ) -> (RecordId, RecordId) {
+        let review = attest(net, index, &net.d_reviewer, Statement::Reviewed, targets);
+        let approval = attest(net, index, &net.d_approver, Statement::Approved, targets);
+        (review, approval)
+    }
+
     /// What `community` admits of the district's list, given its own list `own`.
     fn admitted(
         net: &Net,
@@ -625,20 +638,7 @@ mod tests {
         let net = Net::new();
         let mut index = Index::default();
         let shengli = &net.shengli.id;
-        let review = attest(
-            &net,
-            &mut index,
-            &net.d_reviewer,
-            Statement::Reviewed,
-            &[shengli],
-        );
-        let approval = attest(
-            &net,
-            &mut index,
-            &net.d_approver,
-            Statement::Approved,
-            &[shengli],
-        );
+        let (review, approval) = district_approves(&net, &mut index, &[shengli]);
         let held = list_with_request(&[shengli]);
         let out = admissible(
             &net.shengli,
@@ -668,20 +668,7 @@ mod tests {
         let net = Net::new();
         let mut index = Index::default();
         let shengli = &net.shengli.id;
-        attest(
-            &net,
-            &mut index,
-            &net.d_reviewer,
-            Statement::Reviewed,
-            &[shengli],
-        );
-        attest(
-            &net,
-            &mut index,
-            &net.d_approver,
-            Statement::Approved,
-            &[shengli],
-        );
+        district_approves(&net, &mut index, &[shengli]);
         let held = list_with_request(&[shengli]);
         assert_eq!(
             admitted(&net, &net.shengli, &List::default(), &held, &index),
@@ -696,20 +683,7 @@ mod tests {
         let net = Net::new();
         let mut index = Index::default();
         let qianjin = &net.qianjin.id;
-        attest(
-            &net,
-            &mut index,
-            &net.d_reviewer,
-            Statement::Reviewed,
-            &[qianjin],
-        );
-        attest(
-            &net,
-            &mut index,
-            &net.d_approver,
-            Statement::Approved,
-            &[qianjin],
-        );
+        district_approves(&net, &mut index, &[qianjin]);
         let held = list_with_request(&[qianjin]);
         assert!(admitted(&net, &net.shengli, &List::default(), &held, &index).is_empty());
         assert_eq!(
@@ -728,20 +702,7 @@ mod tests {
         let net = Net::new();
         let mut index = Index::default();
         let shengli = &net.shengli.id;
-        let review = attest(
-            &net,
-            &mut index,
-            &net.d_reviewer,
-            Statement::Reviewed,
-            &[shengli],
-        );
-        let approval = attest(
-            &net,
-            &mut index,
-            &net.d_approver,
-            Statement::Approved,
-            &[shengli],
-        );
+        let (review, approval) = district_approves(&net, &mut index, &[shengli]);
         let held = list_with_request(&[shengli]);
         let task = Task {
             title: "老旧小区加装电梯意愿摸排".to_owned(),
