@@ -704,7 +704,7 @@ impl Net {
                 }
                 Err(e) => {
                     self.own_failure(peer, &e);
-                    try_again(&e)
+                    try_again()
                 }
             },
             Request::Inventory(inv) => match self.peers.get(&peer).and_then(|p| p.unit.clone()) {
@@ -763,7 +763,7 @@ impl Net {
                         }
                         Err(e) => {
                             self.own_failure(peer, &e);
-                            try_again(&e)
+                            try_again()
                         }
                     }
                 }
@@ -1313,11 +1313,12 @@ fn rejected(e: &SyncRefused) -> Response {
 }
 
 /// The answer to a request this node could not take for its own failure: the peer sent nothing
-/// wrong, and offers it again (a refused request's sessions start afresh).
-fn try_again(e: &engine::Error) -> Response {
+/// wrong, and offers it again (a refused request's sessions start afresh). What failed (paths,
+/// the disk's error) stays in this node's log, not in a peer's hands.
+fn try_again() -> Response {
     Response::Rejected {
         reason: STORAGE.to_owned(),
-        detail: format!("storage failed: {e}"),
+        detail: "this node could not store it; offer it again".to_owned(),
     }
 }
 
